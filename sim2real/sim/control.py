@@ -1,0 +1,117 @@
+"""Backend-independent end-effector control: action validation, clipping with counters,
+damped-least-squares IK steps and action latency.
+
+Action layout (float32, shape (7,)), in the robot base frame::
+
+    [dx, dy, dz (m), droll, dpitch, dyaw (rad), gripper (0 = closed, 1 = open)]
+
+The rotation delta is applied on the left of the current orientation:
+``R_target = R(droll, dpitch, dyaw) @ R_current`` (extrinsic xyz Euler angles).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim2real.sim.geometry import rpy_to_matrix
+
+ACTION_DIM = 7
+ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+
+#: Proprio state layout (float32, shape (14,)).
+STATE_NAMES = (
+    "ee_x", "ee_y", "ee_z",  # m, robot base frame
+    "ee_roll", "ee_pitch", "ee_yaw",  # rad, extrinsic xyz of the TCP frame (z up when pointing down)
+    "gripper",  # opening fraction, 1 = fully open
+    "q1", "q2", "q3", "q4", "q5", "q6", "q7",  # joint positions, rad
+)  # fmt: skip
+STATE_DIM = len(STATE_NAMES)
+
+
+class ActionError(ValueError):
+    """An action that cannot be executed (wrong shape, NaN or Inf)."""
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Limits of the end-effector controller.
+
+    ``max_position_delta`` (m) and ``max_rotation_delta`` (rad) bound each action component
+    per control step; ``workspace_low/high`` (m) bound the commanded TCP position;
+    ``ik_damping`` is the DLS damping (m); ``joint_limit_margin`` (rad) keeps targets
+    inside the joint limits.
+    """
+
+    max_position_delta: float = 0.05
+    max_rotation_delta: float = 0.3
+    workspace_low: tuple[float, float, float] = (0.2, -0.45, 0.0)
+    workspace_high: tuple[float, float, float] = (0.85, 0.45, 0.5)
+    ik_damping: float = 0.05
+    ik_iterations: int = 2
+    joint_limit_margin: float = 0.01
+
+
+def validate_action(action: np.ndarray) -> np.ndarray:
+    """Return ``action`` as float64 (7,), raising :class:`ActionError` on a wrong shape or
+    non-finite values."""
+    arr = np.asarray(action)
+    if arr.shape != (ACTION_DIM,):
+        raise ActionError(f"action must have shape ({ACTION_DIM},) {list(ACTION_NAMES)}, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ActionError(f"action must be numeric, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        names = [ACTION_NAMES[i] for i in np.flatnonzero(bad)]
+        raise ActionError(f"action has non-finite values in {names}: {arr.tolist()}")
+    return arr
+
+
+class ClipCounter(Counter[str]):
+    """Counts of every clip the controller applied, by reason."""
+
+    def clip(self, values: np.ndarray, low: np.ndarray | float, high: np.ndarray | float, reason: str) -> np.ndarray:
+        clipped = np.clip(values, low, high)
+        if not np.array_equal(clipped, values):
+            self[reason] += 1
+        return clipped
+
+
+def clip_action(action: np.ndarray, config: ControllerConfig, counter: ClipCounter) -> np.ndarray:
+    """Clip a validated action to the per-step limits, counting every clip."""
+    out = action.copy()
+    out[:3] = counter.clip(out[:3], -config.max_position_delta, config.max_position_delta, "position_delta")
+    out[3:6] = counter.clip(out[3:6], -config.max_rotation_delta, config.max_rotation_delta, "rotation_delta")
+    out[6:] = counter.clip(out[6:], 0.0, 1.0, "gripper")
+    return out
+
+
+def target_pose(
+    action: np.ndarray, ee_pos: np.ndarray, ee_mat: np.ndarray, config: ControllerConfig, counter: ClipCounter
+) -> tuple[np.ndarray, np.ndarray]:
+    """Commanded TCP position (3,) m, clipped to the workspace, and orientation (3, 3)."""
+    pos = counter.clip(ee_pos + action[:3], np.array(config.workspace_low), np.array(config.workspace_high), "workspace")
+    mat = rpy_to_matrix(action[3:6]) @ ee_mat
+    return pos, mat
+
+
+def dls_step(jacobian: np.ndarray, error: np.ndarray, damping: float) -> np.ndarray:
+    """Damped least squares: dq = J^T (J J^T + damping^2 I)^-1 e.  J: (6, n), e: (6,) -> (n,)."""
+    jjt = jacobian @ jacobian.T
+    return jacobian.T @ np.linalg.solve(jjt + damping**2 * np.eye(jjt.shape[0]), error)
+
+
+class LatencyBuffer:
+    """Delays actions by ``steps`` control steps; until then it repeats ``initial``."""
+
+    def __init__(self, steps: int, initial: np.ndarray) -> None:
+        if steps < 0:
+            raise ValueError(f"action latency must be >= 0 steps, got {steps}")
+        self._queue: deque[np.ndarray] = deque([initial.copy() for _ in range(steps)])
+
+    def push(self, action: np.ndarray) -> np.ndarray:
+        self._queue.append(action)
+        return self._queue.popleft()

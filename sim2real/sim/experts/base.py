@@ -1,0 +1,113 @@
+"""Phase-based scripted experts computing end-effector delta actions from privileged state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim2real.registry import Registry
+from sim2real.sim import shapes
+from sim2real.sim.backend import PrivilegedState
+from sim2real.sim.geometry import rotation_error, rpy_to_matrix, symmetric_yaw_error
+from sim2real.sim.scene_spec import ObjectSpec, SceneSpec
+
+OPEN, CLOSED = 1.0, 0.0
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    """Where the TCP should go: ``pos`` (3,) m, ``yaw`` rad, ``gripper`` (1 = open)."""
+
+    pos: np.ndarray
+    yaw: float
+    gripper: float
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase: a waypoint function of state, a position tolerance (m) that ends it, and
+    step bounds (``min_steps`` waits, e.g. for the gripper to close; ``max_steps`` gives up
+    waiting for the tolerance and moves on)."""
+
+    name: str
+    target: Callable[[PrivilegedState], Waypoint]
+    tolerance: float = 0.01
+    min_steps: int = 0
+    max_steps: int = 30
+
+
+class Expert:
+    """Runs phases in order. ``noise_scale`` (m) adds Gaussian noise to the position part of
+    each action (drawn from the explicit ``rng``) so demonstrations include recoveries."""
+
+    max_position_step = 0.05
+    max_rotation_step = 0.3
+    position_gain = 1.0
+
+    def __init__(self, scene: SceneSpec, rng: np.random.Generator, noise_scale: float = 0.0) -> None:
+        self.scene = scene
+        self.rng = rng
+        self.noise_scale = noise_scale
+        self.phases = self.plan(scene)
+        self.phase_index = 0
+        self.steps_in_phase = 0
+
+    def plan(self, scene: SceneSpec) -> list[Phase]:
+        raise NotImplementedError
+
+    @property
+    def phase(self) -> str:
+        return self.phases[min(self.phase_index, len(self.phases) - 1)].name
+
+    @property
+    def done(self) -> bool:
+        return self.phase_index >= len(self.phases)
+
+    def act(self, state: PrivilegedState) -> np.ndarray:
+        """Action float32 (7,) for ``state``."""
+        while not self.done:
+            phase = self.phases[self.phase_index]
+            waypoint = phase.target(state)
+            error = np.linalg.norm(waypoint.pos - state.ee_pos)
+            reached = error < phase.tolerance and self.steps_in_phase >= phase.min_steps
+            if reached or self.steps_in_phase >= phase.max_steps:
+                self.phase_index += 1
+                self.steps_in_phase = 0
+                continue
+            self.steps_in_phase += 1
+            return self._action(state, waypoint)
+        last = self.phases[-1].target(state)
+        return self._action(state, Waypoint(state.ee_pos, last.yaw, last.gripper))
+
+    def _action(self, state: PrivilegedState, waypoint: Waypoint) -> np.ndarray:
+        delta = self.position_gain * (waypoint.pos - state.ee_pos)
+        norm = np.linalg.norm(delta)
+        if norm > self.max_position_step:
+            delta *= self.max_position_step / norm
+        if self.noise_scale > 0:
+            delta = delta + self.rng.normal(0.0, self.noise_scale, size=3)
+        target_mat = rpy_to_matrix(np.array([0.0, 0.0, waypoint.yaw]))
+        rot = rotation_error(target_mat, state.ee_mat)
+        rot = np.clip(rot, -self.max_rotation_step, self.max_rotation_step)
+        return np.r_[delta, rot, waypoint.gripper].astype(np.float32)
+
+
+def grasp_yaw(obj: ObjectSpec, object_quat: np.ndarray, current_yaw: float) -> float:
+    """TCP yaw (rad) that closes the fingers across the object's x axis, choosing among the
+    object's symmetric equivalents the one closest to ``current_yaw``."""
+    w, _, _, z = object_quat
+    object_yaw = 2.0 * np.arctan2(z, w)
+    target = object_yaw + np.pi / 2.0
+    symmetry = shapes.SHAPES.get(obj.shape).yaw_symmetry
+    if symmetry == 0.0:
+        return current_yaw
+    return current_yaw + symmetric_yaw_error(target, current_yaw, symmetry)
+
+
+EXPERTS: Registry[type[Expert]] = Registry("expert")
+
+
+def make_expert(scene: SceneSpec, rng: np.random.Generator, noise_scale: float = 0.0) -> Expert:
+    return EXPERTS.get(scene.task)(scene, rng, noise_scale)

@@ -1,0 +1,135 @@
+"""The scripted experts of the registered tasks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim2real.sim import shapes
+from sim2real.sim.backend import PrivilegedState
+from sim2real.sim.experts.base import CLOSED, EXPERTS, OPEN, Expert, Phase, Waypoint, grasp_yaw
+from sim2real.sim.geometry import matrix_to_rpy
+from sim2real.sim.scene_spec import ObjectSpec, SceneSpec
+
+HOVER = 0.12  # m above the grasp point
+LIFT_Z = 0.20  # m, transport height of the TCP
+MIN_GRASP_Z = 0.016  # m, keeps the fingertips off the table
+
+
+def _grasp_z(obj: ObjectSpec, state: PrivilegedState) -> float:
+    centre = state.objects[obj.name].pos[2]
+    return max(float(centre), MIN_GRASP_Z) if obj.shape != "sphere" else max(float(centre) - 0.004, MIN_GRASP_Z)
+
+
+class _PickAndRelease(Expert):
+    """Approach, pre-grasp, descend, grasp, lift, transport, place, release, retreat."""
+
+    def pick_object(self, scene: SceneSpec) -> ObjectSpec:
+        return scene.objects[0]
+
+    def place_point(self, scene: SceneSpec, state: PrivilegedState) -> np.ndarray:
+        """Where the TCP releases the object (3,) m."""
+        raise NotImplementedError
+
+    def plan(self, scene: SceneSpec) -> list[Phase]:
+        obj = self.pick_object(scene)
+        self._yaw: float | None = None
+
+        def yaw(state: PrivilegedState) -> float:
+            if self._yaw is None:
+                current = float(matrix_to_rpy(state.ee_mat)[2])
+                self._yaw = grasp_yaw(obj, state.objects[obj.name].quat, current)
+            return self._yaw
+
+        def above(state: PrivilegedState, height: float) -> np.ndarray:
+            pos = state.objects[obj.name].pos
+            return np.array([pos[0], pos[1], _grasp_z(obj, state) + height])
+
+        def hold_point(state: PrivilegedState) -> np.ndarray:
+            return self._hold if self._hold is not None else state.ee_pos
+
+        def remember(state: PrivilegedState) -> Waypoint:
+            self._hold = np.array([*state.ee_pos[:2], state.ee_pos[2]])
+            return Waypoint(self._hold, yaw(state), CLOSED)
+
+        self._hold: np.ndarray | None = None
+        place = lambda s: self.place_point(scene, s)  # noqa: E731
+        return [
+            Phase("approach", lambda s: Waypoint(above(s, HOVER), yaw(s), OPEN), tolerance=0.02, max_steps=25),
+            Phase("pre_grasp", lambda s: Waypoint(above(s, 0.04), yaw(s), OPEN), tolerance=0.008, max_steps=15),
+            Phase("descend", lambda s: Waypoint(above(s, 0.0), yaw(s), OPEN), tolerance=0.005, max_steps=12),
+            Phase("grasp", remember, tolerance=1.0, min_steps=4, max_steps=4),
+            Phase("lift", lambda s: Waypoint(np.r_[hold_point(s)[:2], LIFT_Z], yaw(s), CLOSED), tolerance=0.02,
+                  max_steps=15),
+            Phase("transport", lambda s: Waypoint(np.r_[place(s)[:2], LIFT_Z], yaw(s), CLOSED), tolerance=0.01,
+                  max_steps=25),
+            Phase("place", lambda s: Waypoint(place(s), yaw(s), CLOSED), tolerance=0.006, max_steps=15),
+            Phase("release", lambda s: Waypoint(place(s), yaw(s), OPEN), tolerance=1.0, min_steps=3, max_steps=3),
+            Phase("retreat", lambda s: Waypoint(np.r_[place(s)[:2], LIFT_Z], yaw(s), OPEN), tolerance=0.02,
+                  max_steps=10),
+        ]  # fmt: skip
+
+
+@EXPERTS.register("pick_place")
+class PickPlaceExpert(_PickAndRelease):
+    """Grasps the object from above and releases it just above the bowl's floor."""
+
+    def place_point(self, scene: SceneSpec, state: PrivilegedState) -> np.ndarray:
+        obj, bowl = scene.objects[0], scene.objects[1]
+        release_z = bowl.pos[2] + 2 * bowl.size[1] + shapes.half_height(obj.shape, obj.size) - 0.01
+        return np.array([bowl.pos[0], bowl.pos[1], release_z])
+
+
+@EXPERTS.register("stack")
+class StackExpert(_PickAndRelease):
+    """Grasps the top object and sets it down centred on the base object."""
+
+    def place_point(self, scene: SceneSpec, state: PrivilegedState) -> np.ndarray:
+        top, base = scene.objects[0], scene.objects[1]
+        base_pos = state.objects[base.name].pos
+        z = base_pos[2] + shapes.half_height(base.shape, base.size) + shapes.half_height(top.shape, top.size) + 0.01
+        return np.array([base_pos[0], base_pos[1], z])
+
+
+@EXPERTS.register("push")
+class PushExpert(Expert):
+    """Closes the gripper, drops behind the object on the far side from the target, and
+    pushes it along the line to the target's centre."""
+
+    push_height = 0.02
+
+    def plan(self, scene: SceneSpec) -> list[Phase]:
+        obj = scene.objects[0]
+        target = scene.objects[1] if scene.task_params.get("side") == "left" else scene.objects[2]
+        goal = np.array(target.pos[:2])
+        standoff = shapes.footprint_radius(obj.shape, obj.size) + 0.03
+
+        def direction(state: PrivilegedState) -> np.ndarray:
+            vec = goal - state.objects[obj.name].pos[:2]
+            return vec / max(np.linalg.norm(vec), 1e-6)
+
+        def behind(state: PrivilegedState, height: float) -> np.ndarray:
+            xy = state.objects[obj.name].pos[:2] - direction(state) * standoff
+            return np.r_[xy, height]
+
+        def push_point(state: PrivilegedState) -> Waypoint:
+            obj_xy = state.objects[obj.name].pos[:2]
+            remaining = goal - obj_xy
+            # Aim the TCP at the point that puts the object on the goal, correcting sideways drift.
+            aim = obj_xy + remaining - direction(state) * (standoff - 0.025)
+            return Waypoint(np.r_[aim, self.push_height], 0.0, CLOSED)
+
+        def pushed_far_enough(state: PrivilegedState) -> Waypoint:
+            wp = push_point(state)
+            obj_xy = state.objects[obj.name].pos[:2]
+            if np.linalg.norm(goal - obj_xy) < target.size[0] * 0.3:
+                return Waypoint(state.ee_pos, 0.0, CLOSED)
+            return wp
+
+        return [
+            Phase("approach", lambda s: Waypoint(behind(s, 0.12), 0.0, CLOSED), tolerance=0.02, max_steps=25),
+            Phase("descend", lambda s: Waypoint(behind(s, self.push_height), 0.0, CLOSED), tolerance=0.01,
+                  max_steps=15),
+            Phase("push", pushed_far_enough, tolerance=0.004, max_steps=30),
+            Phase("retreat", lambda s: Waypoint(np.r_[s.ee_pos[:2], 0.15], 0.0, CLOSED), tolerance=0.02,
+                  max_steps=10),
+        ]  # fmt: skip

@@ -1,0 +1,240 @@
+"""The MuJoCo backend: applies SceneSpecs, runs the end-effector controller, renders."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import mujoco
+import numpy as np
+
+from sim2real.sim import shapes
+from sim2real.sim.backend import BackendConfig, ObjectState, PrivilegedState
+from sim2real.sim.control import (
+    STATE_DIM,
+    ClipCounter,
+    LatencyBuffer,
+    clip_action,
+    dls_step,
+    target_pose,
+    validate_action,
+)
+from sim2real.sim.geometry import matrix_to_rpy, rotation_error, yaw_to_quat_wxyz
+from sim2real.sim.mujoco.apply import SceneApplier
+from sim2real.sim.mujoco.render import OffscreenRenderer
+from sim2real.sim.mujoco.scene import BuildOptions, build_model, structure_key
+from sim2real.sim.robots import ROBOTS
+from sim2real.sim.scene_spec import SceneSpec
+
+
+class MujocoWarningError(RuntimeError):
+    """MuJoCo raised a simulation warning (instability, contact overflow, ...)."""
+
+
+class MujocoBackend:
+    """One simulator instance. Rebuilds the model only when the scene's structure changes."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        if config.physics_hz % config.control_hz:
+            raise ValueError(
+                f"physics_hz ({config.physics_hz}) must be a multiple of control_hz ({config.control_hz})"
+            )
+        self.config = config
+        self.substeps = int(round(config.physics_hz / config.control_hz))
+        self.build_options = BuildOptions(physics_hz=config.physics_hz, **dict(config.options))
+        self.robot = ROBOTS.get("panda")
+        self._renderer: OffscreenRenderer | None = None
+        self._structure: tuple | None = None
+        self.model: mujoco.MjModel | None = None
+        self.scene: SceneSpec | None = None
+        self._clips = ClipCounter()
+        self.rebuilds = 0
+
+    # ------------------------------------------------------------------ scene
+    def reset(self, scene: SceneSpec) -> None:
+        """Build (if the structure changed) and reset to ``scene``'s initial state."""
+        key = structure_key(scene)
+        if key != self._structure:
+            self._rebuild(scene, key)
+        changed_textures = self._applier.apply(scene)
+        mujoco.mj_setConst(self.model, self.data)  # masses changed: refresh derived constants
+        for tex_id in changed_textures:
+            self._renderer_for_model().upload_texture(tex_id)
+        self.scene = scene
+        self._set_initial_state(scene)
+        self._clips = ClipCounter()
+        self._latency = LatencyBuffer(
+            scene.dynamics.action_latency_steps, np.r_[np.zeros(6), scene.robot.gripper]
+        )
+
+    def _rebuild(self, scene: SceneSpec, key: tuple) -> None:
+        model = build_model(scene, self.build_options)
+        self.model = model
+        self.data = mujoco.MjData(model)
+        self._ik_data = mujoco.MjData(model)
+        self._applier = SceneApplier(model)
+        self._structure = key
+        self.rebuilds += 1
+        self._index_model(scene)
+        if self._renderer is None:
+            self._renderer = OffscreenRenderer(model.vis.global_.offwidth, model.vis.global_.offheight, self.config.shadows)
+        self._renderer.set_model(model)
+        self._applier._texture_cache.clear()
+
+    def _index_model(self, scene: SceneSpec) -> None:
+        model = self.model
+        assert model is not None
+        self._arm_qpos = np.array([model.joint(n).qposadr[0] for n in self.robot.joint_names])
+        self._arm_dof = np.array([model.joint(n).dofadr[0] for n in self.robot.joint_names])
+        self._finger_qpos = np.array([model.joint(f"finger_joint{i}").qposadr[0] for i in (1, 2)])
+        self._tcp = model.site("tcp").id
+        self._object_bodies = {o.name: model.body(f"obj_{o.name}").id for o in scene.objects}
+        self._object_free = {
+            o.name: (model.joint(f"free_{o.name}").qposadr[0], model.joint(f"free_{o.name}").dofadr[0])
+            for o in scene.objects
+            if not o.static
+        }
+        robot_bodies = {model.body(n).id for n in ["link0", *[f"link{i}" for i in range(1, 8)], "hand", "left_finger", "right_finger"]}
+        self._body_names = {b: "robot" for b in robot_bodies}
+        self._body_names.update({b: name for name, b in self._object_bodies.items()})
+        self._body_names[0] = "table"  # world body: table, floor
+        self._cameras = {c.name: (model.camera(c.name).id, c.width, c.height) for c in scene.cameras}
+        names = list(self._object_bodies)
+        self._segment_names = names
+        self._geom_to_object = np.full(model.ngeom, -1, dtype=np.int32)
+        for idx, name in enumerate(names):
+            body = self._object_bodies[name]
+            start, count = model.body_geomadr[body], model.body_geomnum[body]
+            self._geom_to_object[start : start + count] = idx
+
+    def _set_initial_state(self, scene: SceneSpec) -> None:
+        model, data = self.model, self.data
+        mujoco.mj_resetData(model, data)
+        joints = np.asarray(scene.robot.joint_positions or self.robot.home, float)
+        if joints.shape != (self.robot.num_joints,):
+            raise ValueError(f"robot.joint_positions must have {self.robot.num_joints} values, got {joints.shape}")
+        data.qpos[self._arm_qpos] = joints
+        finger = scene.robot.gripper * self.robot.gripper_max_opening / 2
+        data.qpos[self._finger_qpos] = finger
+        for obj in scene.objects:
+            if obj.static:
+                body = self._object_bodies[obj.name]
+                model.body_pos[body] = (obj.pos[0], obj.pos[1], obj.pos[2] + shapes.half_height(obj.shape, obj.size))
+                model.body_quat[body] = yaw_to_quat_wxyz(obj.yaw)
+                continue
+            qadr, _ = self._object_free[obj.name]
+            data.qpos[qadr : qadr + 3] = (obj.pos[0], obj.pos[1], obj.pos[2] + shapes.half_height(obj.shape, obj.size))
+            data.qpos[qadr + 3 : qadr + 7] = yaw_to_quat_wxyz(obj.yaw)
+        data.ctrl[:7] = joints
+        data.ctrl[7] = finger
+        mujoco.mj_forward(model, data)
+
+    # ---------------------------------------------------------------- control
+    def step(self, action: np.ndarray) -> None:
+        """Execute one control step of the 7-D end-effector delta action."""
+        if self.scene is None:
+            raise RuntimeError("call reset(scene) before step(action)")
+        command = clip_action(validate_action(action), self.config.controller, self._clips)
+        command = self._latency.push(command)
+        pos, mat = target_pose(command, self.data.site_xpos[self._tcp].copy(),
+                               self.data.site_xmat[self._tcp].reshape(3, 3).copy(), self.config.controller, self._clips)  # fmt: skip
+        q_target = self._solve_ik(pos, mat)
+        self.data.ctrl[:7] = q_target
+        self.data.ctrl[7] = command[6] * self.robot.gripper_max_opening / 2
+        mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        self._check_warnings()
+
+    def _solve_ik(self, pos: np.ndarray, mat: np.ndarray) -> np.ndarray:
+        model, ik = self.model, self._ik_data
+        cfg = self.config.controller
+        q_now = self.data.qpos[self._arm_qpos].copy()
+        ik.qpos[:] = self.data.qpos
+        q = q_now.copy()
+        jacp, jacr = np.zeros((3, model.nv)), np.zeros((3, model.nv))
+        limits = np.asarray(self.robot.joint_limits)
+        low, high = limits[:, 0] + cfg.joint_limit_margin, limits[:, 1] - cfg.joint_limit_margin
+        for _ in range(cfg.ik_iterations):
+            ik.qpos[self._arm_qpos] = q
+            mujoco.mj_kinematics(model, ik)
+            mujoco.mj_comPos(model, ik)
+            mujoco.mj_jacSite(model, ik, jacp, jacr, self._tcp)
+            error = np.r_[pos - ik.site_xpos[self._tcp], rotation_error(mat, ik.site_xmat[self._tcp].reshape(3, 3))]
+            jac = np.vstack([jacp[:, self._arm_dof], jacr[:, self._arm_dof]])
+            q = q + dls_step(jac, error, cfg.ik_damping)
+            q = np.clip(q, low, high)  # keep iterating from a feasible point
+        q_clipped = self._clips.clip(q, low, high, "joint_limit")
+        max_step = np.asarray(self.robot.velocity_limits) / self.config.control_hz
+        return q_now + self._clips.clip(q_clipped - q_now, -max_step, max_step, "joint_velocity")
+
+    def _check_warnings(self) -> None:
+        counts = [w.number for w in self.data.warning]
+        if any(counts):
+            names = [mujoco.mjtWarning(i).name for i, n in enumerate(counts) if n]
+            raise MujocoWarningError(f"MuJoCo warnings during the step: {names}")
+
+    @property
+    def clip_counts(self) -> Mapping[str, int]:
+        return dict(self._clips)
+
+    # ------------------------------------------------------------ observation
+    def _renderer_for_model(self) -> OffscreenRenderer:
+        assert self._renderer is not None
+        return self._renderer
+
+    def images(self) -> dict[str, np.ndarray]:
+        renderer = self._renderer_for_model()
+        return {name: renderer.rgb(self.data, cam_id, w, h) for name, (cam_id, w, h) in self._cameras.items()}
+
+    def proprio(self) -> np.ndarray:
+        data = self.data
+        state = np.empty(STATE_DIM, dtype=np.float32)
+        state[:3] = data.site_xpos[self._tcp]
+        state[3:6] = matrix_to_rpy(data.site_xmat[self._tcp].reshape(3, 3))
+        state[6] = data.qpos[self._finger_qpos].sum() / self.robot.gripper_max_opening
+        state[7:] = data.qpos[self._arm_qpos]
+        return state
+
+    def privileged_state(self) -> PrivilegedState:
+        data = self.data
+        objects = {}
+        for name, body in self._object_bodies.items():
+            linvel = np.zeros(3)
+            if name in self._object_free:
+                linvel = data.qvel[self._object_free[name][1] : self._object_free[name][1] + 3].copy()
+            objects[name] = ObjectState(data.xpos[body].copy(), data.xquat[body].copy(), linvel)
+        return PrivilegedState(
+            ee_pos=data.site_xpos[self._tcp].copy(),
+            ee_mat=data.site_xmat[self._tcp].reshape(3, 3).copy(),
+            gripper_opening=float(data.qpos[self._finger_qpos].sum()),
+            gripper_max_opening=self.robot.gripper_max_opening,
+            joint_positions=data.qpos[self._arm_qpos].copy(),
+            objects=objects,
+            contacts=self._contacts(),
+            time=float(data.time),
+        )
+
+    def _contacts(self) -> frozenset[tuple[str, str]]:
+        model, data = self.model, self.data
+        pairs = set()
+        for i in range(data.ncon):
+            contact = data.contact[i]
+            a = self._body_names.get(model.geom_bodyid[contact.geom1])
+            b = self._body_names.get(model.geom_bodyid[contact.geom2])
+            if a is not None and b is not None and a != b:
+                pairs.add((a, b))
+        return frozenset(pairs)
+
+    def segmentation(self, camera: str) -> tuple[np.ndarray, list[str]]:
+        if camera not in self._cameras:
+            raise KeyError(f"unknown camera {camera!r}; known cameras: {sorted(self._cameras)}")
+        cam_id, w, h = self._cameras[camera]
+        geoms = self._renderer_for_model().geom_ids(self.data, cam_id, w, h)
+        lookup = np.r_[self._geom_to_object, -1]
+        return lookup[np.where(geoms >= 0, geoms, len(lookup) - 1)], list(self._segment_names)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+

@@ -1,0 +1,31 @@
+"""Franka Emika Panda: 7 revolute joints and a parallel gripper.
+
+Joint limits and velocity limits are Franka's published values
+(frankaemika.github.io/docs/control_parameters.html). Joint 6 is expressed in the frame
+of the mesh set shipped by gymnasium-robotics, whose zero is offset from Franka's by
+about -1.64 rad (range -1.6573 .. 2.1127 instead of -0.0175 .. 3.7525).
+The home pose holds the TCP at (0.45, 0, 0.30) m, pointing down, yaw 0.
+"""
+
+from __future__ import annotations
+
+from sim2real.sim.robots.base import ROBOTS, RobotDescription
+
+PANDA = ROBOTS.register("panda")(
+    RobotDescription(
+        name="panda",
+        joint_names=tuple(f"joint{i}" for i in range(1, 8)),
+        joint_limits=(
+            (-2.8973, 2.8973),
+            (-1.7628, 1.7628),
+            (-2.8973, 2.8973),
+            (-3.0718, -0.0698),
+            (-2.8973, 2.8973),
+            (-1.6573, 2.1127),
+            (-2.8973, 2.8973),
+        ),
+        velocity_limits=(2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61),
+        home=(0.0, -0.2589, 0.0, -2.4321, 0.0, 0.6032, 0.0),
+        gripper_max_opening=0.08,
+    )
+)

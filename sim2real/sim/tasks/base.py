@@ -1,0 +1,84 @@
+"""The task contract: objects by role, instruction templates, a success predicate."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from sim2real.registry import Registry
+from sim2real.sim.backend import PrivilegedState
+from sim2real.sim.scene_spec import SceneSpec
+
+#: Words for shapes in instructions.
+SHAPE_NOUNS = {
+    "cube": "cube", "block": "block", "cylinder": "cylinder", "sphere": "ball", "capsule": "capsule",
+    "ellipsoid": "egg", "hex_prism": "hexagonal prism", "tri_prism": "triangular prism",
+    "bowl": "bowl", "disc": "target",
+}  # fmt: skip
+
+#: Default half-extents (m) per shape for task objects.
+DEFAULT_SIZES: dict[str, tuple[float, ...]] = {
+    "cube": (0.02,), "block": (0.025, 0.025, 0.018), "cylinder": (0.022, 0.03), "sphere": (0.022,),
+    "capsule": (0.018, 0.012), "ellipsoid": (0.022, 0.022, 0.028), "hex_prism": (0.024, 0.022),
+    "tri_prism": (0.028, 0.022), "bowl": (0.075, 0.03), "disc": (0.045, 0.001),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ObjectRole:
+    """One object a task needs. ``shapes`` / ``colors``: training choices (the first is the
+    canonical one); ``heldout_shapes``: shapes only used by the held-out ``objects`` split;
+    ``region``: placement box ((x_low, x_high), (y_low, y_high)) in m."""
+
+    key: str
+    role: str
+    shapes: tuple[str, ...]
+    colors: tuple[str, ...]
+    region: tuple[tuple[float, float], tuple[float, float]]
+    heldout_shapes: tuple[str, ...] = ()
+    static: bool = False
+    mass: float = 0.05
+
+
+class Task(ABC):
+    """A language-conditioned manipulation task.
+
+    Subclasses set ``name``, ``roles``, ``templates`` (instruction paraphrases with
+    ``{role_key}`` fields; the last ``num_heldout_templates`` are reserved for the
+    held-out ``instructions`` split) and ``max_steps`` (control steps), and define
+    :meth:`success` on privileged state.
+    """
+
+    name: ClassVar[str]
+    roles: ClassVar[tuple[ObjectRole, ...]]
+    templates: ClassVar[tuple[str, ...]]
+    num_heldout_templates: ClassVar[int] = 3
+    max_steps: ClassVar[int] = 100
+
+    @classmethod
+    def train_templates(cls) -> tuple[str, ...]:
+        return cls.templates[: -cls.num_heldout_templates]
+
+    @classmethod
+    def heldout_templates(cls) -> tuple[str, ...]:
+        return cls.templates[-cls.num_heldout_templates :]
+
+    def task_params(self, rng_choice: int) -> dict[str, object]:
+        """Task-specific discrete choices, indexed by an integer drawn by the sampler."""
+        return {}
+
+    @abstractmethod
+    def success(self, state: PrivilegedState, scene: SceneSpec) -> bool:
+        """Whether the task is achieved in ``state``."""
+
+    @staticmethod
+    def object_name(role: ObjectRole, color: str, shape: str) -> str:
+        return f"{color}_{shape}"
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+
+def make_task(name: str) -> Task:
+    return TASKS.get(name)()
