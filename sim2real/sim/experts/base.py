@@ -36,6 +36,7 @@ class Phase:
     tolerance: float = 0.01
     min_steps: int = 0
     max_steps: int = 30
+    max_position_step: float | None = None  # m per step; None = the expert's default
 
 
 class Expert:
@@ -77,15 +78,15 @@ class Expert:
                 self.steps_in_phase = 0
                 continue
             self.steps_in_phase += 1
-            return self._action(state, waypoint)
+            return self._action(state, waypoint, phase.max_position_step or self.max_position_step)
         last = self.phases[-1].target(state)
-        return self._action(state, Waypoint(state.ee_pos, last.yaw, last.gripper))
+        return self._action(state, Waypoint(state.ee_pos, last.yaw, last.gripper), self.max_position_step)
 
-    def _action(self, state: PrivilegedState, waypoint: Waypoint) -> np.ndarray:
+    def _action(self, state: PrivilegedState, waypoint: Waypoint, max_step: float) -> np.ndarray:
         delta = self.position_gain * (waypoint.pos - state.ee_pos)
         norm = np.linalg.norm(delta)
-        if norm > self.max_position_step:
-            delta *= self.max_position_step / norm
+        if norm > max_step:
+            delta *= max_step / norm
         if self.noise_scale > 0:
             delta = delta + self.rng.normal(0.0, self.noise_scale, size=3)
         target_mat = rpy_to_matrix(np.array([0.0, 0.0, waypoint.yaw]))

@@ -95,7 +95,7 @@ class PushExpert(Expert):
     """Closes the gripper, drops behind the object on the far side from the target, and
     pushes it along the line to the target's centre."""
 
-    push_height = 0.02
+    push_height = 0.018
 
     def plan(self, scene: SceneSpec) -> list[Phase]:
         obj = scene.objects[0]
@@ -111,25 +111,28 @@ class PushExpert(Expert):
             xy = state.objects[obj.name].pos[:2] - direction(state) * standoff
             return np.r_[xy, height]
 
-        def push_point(state: PrivilegedState) -> Waypoint:
-            obj_xy = state.objects[obj.name].pos[:2]
-            remaining = goal - obj_xy
-            # Aim the TCP at the point that puts the object on the goal, correcting sideways drift.
-            aim = obj_xy + remaining - direction(state) * (standoff - 0.025)
-            return Waypoint(np.r_[aim, self.push_height], 0.0, CLOSED)
+        contact = shapes.footprint_radius(obj.shape, obj.size) + 0.012
 
-        def pushed_far_enough(state: PrivilegedState) -> Waypoint:
-            wp = push_point(state)
+        def push_point(state: PrivilegedState) -> Waypoint:
+            """Closed-loop pushing: stay on the object-goal line, behind the object, and advance."""
             obj_xy = state.objects[obj.name].pos[:2]
-            if np.linalg.norm(goal - obj_xy) < target.size[0] * 0.3:
+            to_goal = goal - obj_xy
+            distance = np.linalg.norm(to_goal)
+            if distance < target.size[0] * 0.3:
                 return Waypoint(state.ee_pos, 0.0, CLOSED)
-            return wp
+            d = to_goal / max(distance, 1e-6)
+            behind_xy = obj_xy - d * contact
+            offset = state.ee_pos[:2] - behind_xy
+            lateral = offset - d * np.dot(offset, d)
+            if np.linalg.norm(lateral) > 0.012:  # off the line: back off and realign
+                return Waypoint(np.r_[obj_xy - d * (contact + 0.02), self.push_height], 0.0, CLOSED)
+            return Waypoint(np.r_[behind_xy + d * min(0.03, distance), self.push_height], 0.0, CLOSED)
 
         return [
             Phase("approach", lambda s: Waypoint(behind(s, 0.12), 0.0, CLOSED), tolerance=0.02, max_steps=25),
             Phase("descend", lambda s: Waypoint(behind(s, self.push_height), 0.0, CLOSED), tolerance=0.01,
                   max_steps=15),
-            Phase("push", pushed_far_enough, tolerance=0.004, max_steps=30),
-            Phase("retreat", lambda s: Waypoint(np.r_[s.ee_pos[:2], 0.15], 0.0, CLOSED), tolerance=0.02,
-                  max_steps=10),
+            Phase("push", push_point, tolerance=0.002, max_steps=45, max_position_step=0.025),
+            Phase("retreat", lambda s: Waypoint(np.r_[s.ee_pos[:2] - direction(s) * 0.02, 0.15], 0.0, CLOSED),
+                  tolerance=0.02, max_steps=10, max_position_step=0.02),
         ]  # fmt: skip

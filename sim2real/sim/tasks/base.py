@@ -19,7 +19,7 @@ SHAPE_NOUNS = {
 
 #: Default half-extents (m) per shape for task objects.
 DEFAULT_SIZES: dict[str, tuple[float, ...]] = {
-    "cube": (0.02,), "block": (0.025, 0.025, 0.018), "cylinder": (0.022, 0.03), "sphere": (0.022,),
+    "cube": (0.02,), "block": (0.025, 0.025, 0.018), "cylinder": (0.024, 0.024), "sphere": (0.022,),
     "capsule": (0.018, 0.012), "ellipsoid": (0.022, 0.022, 0.028), "hex_prism": (0.024, 0.022),
     "tri_prism": (0.028, 0.022), "bowl": (0.075, 0.03), "disc": (0.045, 0.001),
 }  # fmt: skip
