@@ -64,7 +64,7 @@ def _choose_colors(rng: np.random.Generator, task: Task, randomize: bool) -> lis
 
 def _object(role: ObjectRole, shape: str, color: str, rgba: tuple, xy: tuple[float, float], yaw: float) -> ObjectSpec:
     return ObjectSpec(
-        name=f"{role.key}_{color}_{shape}", role=role.role, shape=shape, size=DEFAULT_SIZES[shape], color=color,
+        name=role.key, role=role.role, shape=shape, size=DEFAULT_SIZES[shape], color=color,
         material=MaterialSpec(rgba=rgba, specular=0.3, shininess=0.3), pos=(float(xy[0]), float(xy[1]), 0.0),
         yaw=float(yaw), mass=role.mass, friction=1.0, static=role.static,
     )  # fmt: skip

@@ -62,8 +62,9 @@ class BuildOptions:
 
     physics_hz: float = 500.0
     visual_mesh_reduction: float = 0.93
-    max_width: int = 640
-    max_height: int = 480
+    max_width: int = 128
+    max_height: int = 128
+    multisamples: int = 0  # MSAA samples of the offscreen buffer (0 = off; costly in software)
 
 
 def structure_key(scene: SceneSpec) -> tuple:
@@ -269,6 +270,7 @@ def build_model(scene: SceneSpec, options: BuildOptions) -> mujoco.MjModel:
     spec.visual.global_.offwidth = max([options.max_width] + [c.width for c in scene.cameras])
     spec.visual.global_.offheight = max([options.max_height] + [c.height for c in scene.cameras])
     spec.visual.quality.shadowsize = 1024
+    spec.visual.quality.offsamples = options.multisamples
     spec.stat.extent = 1.5
     spec.stat.center = (0.4, 0.0, 0.2)
     _add_surroundings(spec)

@@ -1,0 +1,65 @@
+"""Expert success rate per task and MuJoCo backend speed (control steps/s with rendering,
+reset time), printed as a table. Usage: python benchmarks/bench_backend.py [--scenes 200]"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from sim2real.randomizers import sample_scene
+from sim2real.sim.backend import make_backend
+from sim2real.sim.experts import make_expert
+from sim2real.sim.tasks import TASKS, make_task
+
+
+def run_task(task_name: str, scenes: int, render: bool) -> dict[str, float]:
+    backend = make_backend("mujoco")
+    task = make_task(task_name)
+    successes, steps, step_time, reset_times, lengths = 0, 0, 0.0, [], []
+    for seed in range(scenes):
+        scene = sample_scene(task_name, seed)
+        start = time.perf_counter()
+        backend.reset(scene)
+        if render:
+            backend.images()
+        reset_times.append(time.perf_counter() - start)
+        expert = make_expert(scene, np.random.default_rng(seed))
+        for t in range(task.max_steps):
+            start = time.perf_counter()
+            backend.step(expert.act(backend.privileged_state()))
+            if render:
+                backend.images()
+                backend.proprio()
+            step_time += time.perf_counter() - start
+            steps += 1
+            if task.success(backend.privileged_state(), scene):
+                successes += 1
+                break
+        lengths.append(t + 1)
+    backend.close()
+    return {
+        "success": successes / scenes,
+        "steps_per_s": steps / step_time,
+        "reset_ms_median": 1000 * float(np.median(reset_times[1:] or reset_times)),
+        "reset_ms_first": 1000 * reset_times[0],
+        "mean_length": float(np.mean(lengths)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scenes", type=int, default=200)
+    parser.add_argument("--tasks", nargs="*", default=TASKS.names())
+    parser.add_argument("--no-render", action="store_true")
+    args = parser.parse_args()
+    print(f"{'task':<12}{'success':>9}{'steps/s':>10}{'reset ms':>10}{'1st reset ms':>14}{'len':>7}")
+    for name in args.tasks:
+        r = run_task(name, args.scenes, not args.no_render)
+        print(f"{name:<12}{r['success']:>9.1%}{r['steps_per_s']:>10.0f}{r['reset_ms_median']:>10.1f}"
+              f"{r['reset_ms_first']:>14.0f}{r['mean_length']:>7.1f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
