@@ -26,6 +26,7 @@ def run_task(task_name: str, scenes: int, render: bool) -> dict[str, float]:
             backend.images()
         reset_times.append(time.perf_counter() - start)
         expert = make_expert(scene, np.random.default_rng(seed))
+        length = task.max_steps
         for t in range(task.max_steps):
             start = time.perf_counter()
             backend.step(expert.act(backend.privileged_state()))
@@ -36,8 +37,9 @@ def run_task(task_name: str, scenes: int, render: bool) -> dict[str, float]:
             steps += 1
             if task.success(backend.privileged_state(), scene):
                 successes += 1
+                length = t + 1
                 break
-        lengths.append(t + 1)
+        lengths.append(length)
     backend.close()
     return {
         "success": successes / scenes,

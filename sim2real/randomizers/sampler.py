@@ -77,14 +77,20 @@ def sample_scene(task_name: str, seed: int, split: str = "train", randomize_obje
     colors = _choose_colors(rng, task, randomize_objects)
     chosen_shapes = [str(role.shapes[rng.integers(len(role.shapes))]) if randomize_objects else role.shapes[0]
                      for role in task.roles]  # fmt: skip
-    footprints = [(shapes.footprint_radius(s, DEFAULT_SIZES[s]), r.region) for r, s in zip(task.roles, chosen_shapes)]
+    footprints = [
+        (shapes.footprint_radius(s, DEFAULT_SIZES[s]), r.region)
+        for r, s in zip(task.roles, chosen_shapes, strict=False)
+    ]
     positions = place_objects(rng, footprints)
     objects = tuple(
         _object(role, shape, color, COLORS.get(color).sample_rgba(rng, heldout=False), xy, rng.uniform(-np.pi, np.pi))
-        for role, shape, color, xy in zip(task.roles, chosen_shapes, colors, positions)
+        for role, shape, color, xy in zip(task.roles, chosen_shapes, colors, positions, strict=False)
     )
     params = task.task_params(int(rng.integers(1 << 16)))
-    fields = {role.key: f"{color} {SHAPE_NOUNS[shape]}" for role, shape, color in zip(task.roles, chosen_shapes, colors)}
+    fields = {
+        role.key: f"{color} {SHAPE_NOUNS[shape]}"
+        for role, shape, color in zip(task.roles, chosen_shapes, colors, strict=False)
+    }
     fields.update({k: str(v) for k, v in params.items()})
     templates = task.train_templates()
     instruction = templates[rng.integers(len(templates))].format(**fields)

@@ -58,7 +58,7 @@ class BackendConfig:
     control_hz: float = 10.0
     physics_hz: float = 500.0
     shadows: bool = False
-    controller: ControllerConfig = ControllerConfig()
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
     options: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -93,7 +93,9 @@ def target_pose(
     action: np.ndarray, ee_pos: np.ndarray, ee_mat: np.ndarray, config: ControllerConfig, counter: ClipCounter
 ) -> tuple[np.ndarray, np.ndarray]:
     """Commanded TCP position (3,) m, clipped to the workspace, and orientation (3, 3)."""
-    pos = counter.clip(ee_pos + action[:3], np.array(config.workspace_low), np.array(config.workspace_high), "workspace")
+    pos = counter.clip(
+        ee_pos + action[:3], np.array(config.workspace_low), np.array(config.workspace_high), "workspace"
+    )
     mat = rpy_to_matrix(action[3:6]) @ ee_mat
     return pos, mat
 

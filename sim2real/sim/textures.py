@@ -7,7 +7,6 @@ import numpy as np
 from sim2real.registry import Registry
 from sim2real.sim.scene_spec import TextureSpec
 
-
 TEXTURE_FAMILIES: Registry = Registry("texture family")
 
 
@@ -40,7 +39,7 @@ def _stripes(spec: TextureSpec, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 @TEXTURE_FAMILIES.register("noise")
 def _noise(spec: TextureSpec, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng(spec.seed)
-    cells = max(2, int(round(spec.scale * 2)))
+    cells = max(2, round(spec.scale * 2))
     grid = rng.random((cells + 1, cells + 1))
     x, y = u * cells, v * cells
     x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)

@@ -79,7 +79,9 @@ def panda_mesh(link: str, kind: str, reduction: float) -> MeshData:
     import fast_simplification
 
     full = _load_stl(source)
-    verts, faces = fast_simplification.simplify(full.vertices.astype(np.float32), full.faces, target_reduction=reduction)
+    verts, faces = fast_simplification.simplify(
+        full.vertices.astype(np.float32), full.faces, target_reduction=reduction
+    )
     mesh = MeshData(verts.astype(np.float64), faces.astype(np.int32))
     with tempfile.NamedTemporaryFile(dir=cached.parent, suffix=".npz", delete=False) as tmp:
         np.savez(tmp, vertices=mesh.vertices, faces=mesh.faces)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 
 import mujoco
@@ -36,11 +35,9 @@ class MujocoBackend:
 
     def __init__(self, config: BackendConfig) -> None:
         if config.physics_hz % config.control_hz:
-            raise ValueError(
-                f"physics_hz ({config.physics_hz}) must be a multiple of control_hz ({config.control_hz})"
-            )
+            raise ValueError(f"physics_hz ({config.physics_hz}) must be a multiple of control_hz ({config.control_hz})")
         self.config = config
-        self.substeps = int(round(config.physics_hz / config.control_hz))
+        self.substeps = round(config.physics_hz / config.control_hz)
         self.build_options = BuildOptions(physics_hz=config.physics_hz, **dict(config.options))
         self.robot = ROBOTS.get("panda")
         self._renderer: OffscreenRenderer | None = None
@@ -63,9 +60,7 @@ class MujocoBackend:
         self.scene = scene
         self._set_initial_state(scene)
         self._clips = ClipCounter()
-        self._latency = LatencyBuffer(
-            scene.dynamics.action_latency_steps, np.r_[np.zeros(6), scene.robot.gripper]
-        )
+        self._latency = LatencyBuffer(scene.dynamics.action_latency_steps, np.r_[np.zeros(6), scene.robot.gripper])
 
     def _rebuild(self, scene: SceneSpec, key: tuple) -> None:
         model = build_model(scene, self.build_options)
@@ -77,7 +72,9 @@ class MujocoBackend:
         self.rebuilds += 1
         self._index_model(scene)
         if self._renderer is None:
-            self._renderer = OffscreenRenderer(model.vis.global_.offwidth, model.vis.global_.offheight, self.config.shadows)
+            self._renderer = OffscreenRenderer(
+                model.vis.global_.offwidth, model.vis.global_.offheight, self.config.shadows
+            )
         self._renderer.set_model(model)
         self._applier._texture_cache.clear()
 
@@ -94,7 +91,7 @@ class MujocoBackend:
             for o in scene.objects
             if not o.static
         }
-        robot_bodies = {model.body(n).id for n in ["link0", *[f"link{i}" for i in range(1, 8)], "hand", "left_finger", "right_finger"]}
+XX
         self._body_names = {b: "robot" for b in robot_bodies}
         self._body_names.update({b: name for name, b in self._object_bodies.items()})
         self._body_names[0] = "table"  # world body: table, floor
@@ -136,8 +133,9 @@ class MujocoBackend:
             raise RuntimeError("call reset(scene) before step(action)")
         command = clip_action(validate_action(action), self.config.controller, self._clips)
         command = self._latency.push(command)
-        pos, mat = target_pose(command, self.data.site_xpos[self._tcp].copy(),
-                               self.data.site_xmat[self._tcp].reshape(3, 3).copy(), self.config.controller, self._clips)  # fmt: skip
+        ee_pos = self.data.site_xpos[self._tcp].copy()
+        ee_mat = self.data.site_xmat[self._tcp].reshape(3, 3).copy()
+        pos, mat = target_pose(command, ee_pos, ee_mat, self.config.controller, self._clips)
         q_target = self._solve_ik(pos, mat)
         self.data.ctrl[:7] = q_target
         self.data.ctrl[7] = command[6] * self.robot.gripper_max_opening / 2
@@ -153,7 +151,7 @@ class MujocoBackend:
         jacp, jacr = np.zeros((3, model.nv)), np.zeros((3, model.nv))
         limits = np.asarray(self.robot.joint_limits)
         low, high = limits[:, 0] + cfg.joint_limit_margin, limits[:, 1] - cfg.joint_limit_margin
-        for _ in range(cfg.ik_iterations):
+        for iteration in range(cfg.ik_iterations):
             ik.qpos[self._arm_qpos] = q
             mujoco.mj_kinematics(model, ik)
             mujoco.mj_comPos(model, ik)
@@ -161,10 +159,12 @@ class MujocoBackend:
             error = np.r_[pos - ik.site_xpos[self._tcp], rotation_error(mat, ik.site_xmat[self._tcp].reshape(3, 3))]
             jac = np.vstack([jacp[:, self._arm_dof], jacr[:, self._arm_dof]])
             q = q + dls_step(jac, error, cfg.ik_damping)
-            q = np.clip(q, low, high)  # keep iterating from a feasible point
-        q_clipped = self._clips.clip(q, low, high, "joint_limit")
+            if iteration == cfg.ik_iterations - 1:  # count only the final solution's clip
+                q = self._clips.clip(q, low, high, "joint_limit")
+            else:  # keep iterating from a feasible point
+                q = np.clip(q, low, high)
         max_step = np.asarray(self.robot.velocity_limits) / self.config.control_hz
-        return q_now + self._clips.clip(q_clipped - q_now, -max_step, max_step, "joint_velocity")
+        return q_now + self._clips.clip(q - q_now, -max_step, max_step, "joint_velocity")
 
     def _check_warnings(self) -> None:
         counts = [w.number for w in self.data.warning]
@@ -236,5 +236,3 @@ class MujocoBackend:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-
-

@@ -3,8 +3,6 @@ when the model is rebuilt, RGB and segmentation reads."""
 
 from __future__ import annotations
 
-
-
 import mujoco
 import numpy as np
 
@@ -44,7 +42,9 @@ class OffscreenRenderer:
         if width > self._max[0] or height > self._max[1]:
             raise ValueError(f"render size {width}x{height} exceeds the context's {self._max[0]}x{self._max[1]}")
         self._camera.fixedcamid = camera_id
-        mujoco.mjv_updateScene(self._model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene)
+        mujoco.mjv_updateScene(
+            self._model, data, self._option, None, self._camera, mujoco.mjtCatBit.mjCAT_ALL, self._scene
+        )
         flags = self._scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.shadows and not segmentation
         flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = segmentation

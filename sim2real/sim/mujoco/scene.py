@@ -69,7 +69,9 @@ class BuildOptions:
 
 def structure_key(scene: SceneSpec) -> tuple:
     """Everything about a scene that needs a recompile when it changes."""
-    objects = tuple((o.name, o.role, o.shape, tuple(o.size), o.static, o.material.texture is not None) for o in scene.objects)
+    objects = tuple(
+        (o.name, o.role, o.shape, tuple(o.size), o.static, o.material.texture is not None) for o in scene.objects
+    )
     cameras = tuple((c.name, c.mount, c.width, c.height) for c in scene.cameras)
     return (scene.robot.name, objects, cameras, min(len(scene.lights), MAX_LIGHTS))
 
@@ -214,7 +216,9 @@ def _add_object_geoms(spec: mujoco.MjSpec, body: mujoco.MjsBody, obj, material: 
         case "bowl":
             radius, half = size
             thickness = 0.006
-            body.add_geom(type=g.mjGEOM_CYLINDER, size=(radius, thickness / 2, 0), pos=(0, 0, -half + thickness / 2), **common)
+            body.add_geom(
+                type=g.mjGEOM_CYLINDER, size=(radius, thickness / 2, 0), pos=(0, 0, -half + thickness / 2), **common
+            )
             seg = math.pi * radius / BOWL_WALL_SEGMENTS * 1.08
             for k in range(BOWL_WALL_SEGMENTS):
                 angle = 2 * math.pi * k / BOWL_WALL_SEGMENTS
@@ -224,7 +228,9 @@ def _add_object_geoms(spec: mujoco.MjSpec, body: mujoco.MjsBody, obj, material: 
                     quat=(math.cos(angle / 2), 0, 0, math.sin(angle / 2)), **common,
                 )  # fmt: skip
         case _:
-            raise ValueError(f"object {obj.name!r}: unsupported shape {obj.shape!r}; known shapes: {shapes.SHAPES.names()}")
+            raise ValueError(
+                f"object {obj.name!r}: unsupported shape {obj.shape!r}; known shapes: {shapes.SHAPES.names()}"
+            )
 
 
 def _add_objects(spec: mujoco.MjSpec, scene: SceneSpec) -> None:

@@ -52,7 +52,9 @@ class Stack(Task):
         top_spec, base_spec = scene.objects[0], scene.objects[1]
         top, base = state.objects[top_spec.name], state.objects[base_spec.name]
         horizontal = np.hypot(*(top.pos[:2] - base.pos[:2]))
-        expected_dz = shapes.half_height(top_spec.shape, top_spec.size) + shapes.half_height(base_spec.shape, base_spec.size)
+        expected_dz = shapes.half_height(top_spec.shape, top_spec.size) + shapes.half_height(
+            base_spec.shape, base_spec.size
+        )
         resting = abs((top.pos[2] - base.pos[2]) - expected_dz) < 0.015
         centred = horizontal < 0.6 * shapes.grasp_half_width(base_spec.shape, base_spec.size) + 0.01
         still = np.linalg.norm(top.linvel) < 0.1
