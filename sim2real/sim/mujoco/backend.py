@@ -91,7 +91,8 @@ class MujocoBackend:
             for o in scene.objects
             if not o.static
         }
-XX
+        robot_links = ["link0", *[f"link{i}" for i in range(1, 8)], "hand", "left_finger", "right_finger"]
+        robot_bodies = {model.body(name).id for name in robot_links}
         self._body_names = {b: "robot" for b in robot_bodies}
         self._body_names.update({b: name for name, b in self._object_bodies.items()})
         self._body_names[0] = "table"  # world body: table, floor
