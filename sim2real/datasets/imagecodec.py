@@ -18,7 +18,7 @@ def encode_image(frame: np.ndarray, image_format: str = "png", *, png_level: int
     ``png_level`` is the zlib level (0-9; 1 is fast and still compresses rendered frames well);
     ``jpeg_quality`` in [1, 95].
     """
-    image = Image.fromarray(np.ascontiguousarray(frame), mode=None)
+    image = Image.fromarray(np.ascontiguousarray(frame))
     buffer = io.BytesIO()
     if image_format == "png":
         image.save(buffer, format="PNG", compress_level=png_level)

@@ -76,6 +76,17 @@ class EpisodeReader(abc.ABC):
         for index in range(len(self)):
             yield self.episode(index)
 
+    def close(self) -> None:  # noqa: B027 - optional hook, most readers hold nothing open
+        """Release open files (a no-op unless the reader keeps one open)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
     def _check_index(self, index: int) -> int:
         """Normalise a possibly negative index; raise IndexError naming the dataset when out of range."""
         count = len(self)

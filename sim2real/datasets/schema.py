@@ -332,8 +332,10 @@ def validate_episode(ep: Episode, source: str, *, require_is_last: bool = True) 
     if not isinstance(ep, Episode):
         raise DatasetError(f"{source}: expected an Episode, found {type(ep).__name__}")
     if not isinstance(ep.steps, EpisodeSteps) or not isinstance(ep.metadata, EpisodeMetadata):
-        raise DatasetError(f"{source}: episode steps/metadata have types {type(ep.steps).__name__}/"
-                           f"{type(ep.metadata).__name__}, expected EpisodeSteps/EpisodeMetadata")
+        raise DatasetError(
+            f"{source}: episode steps/metadata have types {type(ep.steps).__name__}/"
+            f"{type(ep.metadata).__name__}, expected EpisodeSteps/EpisodeMetadata"
+        )
     num_steps = _check_lengths(_step_lengths(ep.steps, source), source)
     if not isinstance(ep.steps.language_instruction, str):
         found = type(ep.steps.language_instruction).__name__

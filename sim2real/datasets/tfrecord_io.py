@@ -66,45 +66,54 @@ class TFRecordWriter:
             self._file = None
 
 
-def _read_header(file: BinaryIO, path: Path, index: int, offset: int, size: int) -> int:
+def _label(index: int, first_episode: int | None) -> str:
+    """``record 3`` or, when records are episodes numbered from ``first_episode``, ``record 3 (episode 13)``."""
+    return f"record {index}" if first_episode is None else f"record {index} (episode {first_episode + index})"
+
+
+def _read_header(file: BinaryIO, path: Path, label: str, offset: int, size: int) -> int:
     """Read and check one record header at ``offset``; return the data length."""
     header = file.read(_HEADER.size)
     if len(header) < _HEADER.size:
-        raise DatasetError(f"{path}: record {index} is truncated (header at byte {offset} of {size})")
+        raise DatasetError(f"{path}: {label} is truncated (header at byte {offset} of {size})")
     length, length_crc = _HEADER.unpack(header)
     if masked_crc32c(header[:8]) != length_crc:
-        raise DatasetError(f"{path}: record {index} has a bad length CRC at byte {offset} (corrupted file)")
+        raise DatasetError(f"{path}: {label} has a bad length CRC at byte {offset} (corrupted file)")
     if offset + _HEADER.size + length + _FOOTER.size > size:
         raise DatasetError(
-            f"{path}: record {index} is truncated: needs {length} data bytes after byte {offset}, file has {size}"
+            f"{path}: {label} is truncated: needs {length} data bytes after byte {offset}, file has {size}"
         )
     return int(length)
 
 
-def _read_data(file: BinaryIO, path: Path, index: int, offset: int, length: int) -> bytes:
+def _read_data(file: BinaryIO, path: Path, label: str, offset: int, length: int) -> bytes:
     """Read one record's data and footer (file positioned after the header); check the data CRC."""
     data = file.read(length)
     footer = file.read(_FOOTER.size)
     if len(data) < length or len(footer) < _FOOTER.size:
-        raise DatasetError(f"{path}: record {index} is truncated (data at byte {offset})")
+        raise DatasetError(f"{path}: {label} is truncated (data at byte {offset})")
     if masked_crc32c(data) != _FOOTER.unpack(footer)[0]:
-        raise DatasetError(f"{path}: record {index} has a bad data CRC at byte {offset} (corrupted file)")
+        raise DatasetError(f"{path}: {label} has a bad data CRC at byte {offset} (corrupted file)")
     return data
 
 
-def iter_records(path: Path) -> Iterator[bytes]:
-    """Every record's data in file order, each CRC-checked; DatasetError names the record index."""
+def iter_records(path: Path, first_episode: int | None = None) -> Iterator[bytes]:
+    """Every record's data in file order, each CRC-checked.
+
+    Errors name the record index and, when ``first_episode`` is given, the episode index
+    (``first_episode`` + record index).
+    """
     size = os.path.getsize(path)
     with open(path, "rb") as file:
         offset, index = 0, 0
         while offset < size:
-            length = _read_header(file, path, index, offset, size)
-            yield _read_data(file, path, index, offset, length)
+            length = _read_header(file, path, _label(index, first_episode), offset, size)
+            yield _read_data(file, path, _label(index, first_episode), offset, length)
             offset += _HEADER.size + length + _FOOTER.size
             index += 1
 
 
-def record_offsets(path: Path) -> list[int]:
+def record_offsets(path: Path, first_episode: int | None = None) -> list[int]:
     """Byte offsets of every record, checking each length CRC but not reading the data."""
     size = os.path.getsize(path)
     offsets: list[int] = []
@@ -112,19 +121,19 @@ def record_offsets(path: Path) -> list[int]:
         offset = 0
         while offset < size:
             file.seek(offset)
-            length = _read_header(file, path, len(offsets), offset, size)
+            length = _read_header(file, path, _label(len(offsets), first_episode), offset, size)
             offsets.append(offset)
             offset += _HEADER.size + length + _FOOTER.size
     return offsets
 
 
-def read_record(path: Path, offset: int, index: int) -> bytes:
+def read_record(path: Path, offset: int, index: int, first_episode: int | None = None) -> bytes:
     """The CRC-checked data of record ``index`` starting at byte ``offset``."""
     size = os.path.getsize(path)
     with open(path, "rb") as file:
         file.seek(offset)
-        length = _read_header(file, path, index, offset, size)
-        return _read_data(file, path, index, offset, length)
+        length = _read_header(file, path, _label(index, first_episode), offset, size)
+        return _read_data(file, path, _label(index, first_episode), offset, length)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,315 @@
+"""Zarr v3 replay buffer (the Diffusion Policy layout), written and read episode by episode.
+
+Layout of one store (``N`` = total steps over all episodes, ``E`` = episodes)::
+
+    <store>/                       group attrs: format name/version, cameras, key documentation
+        data/img_<camera>          uint8   (N, H, W, 3)  chunks (image_chunk_steps, H, W, 3)
+        data/state                 float32 (N, 14)       layout schema.STATE_NAMES
+        data/action                float32 (N, 7)        [dx, dy, dz, droll, dpitch, dyaw, gripper]
+        data/reward                float32 (N,)
+        data/discount              float32 (N,)
+        data/is_first              bool    (N,)
+        data/is_last               bool    (N,)
+        data/is_terminal           bool    (N,)
+        meta/episode_ends          int64   (E,)  cumulative: episode i is data[ends[i-1]:ends[i]]
+        meta/episode_index         int64   (E,)  metadata.episode_index (an index for filtering)
+        meta/seed                  int64   (E,)  metadata.seed
+        meta/success               bool    (E,)  metadata.success
+        meta/episode_json          uint8   (B,)  concatenated UTF-8 JSON records, one per episode:
+                                                 {"language_instruction": ..., "metadata": {...}}
+        meta/episode_json_ends     int64   (E,)  cumulative byte ends of those records
+
+Cameras are flat ``data/img_<camera>`` arrays (not a nested group) so that every array under
+``data/`` shares axis 0 and a loader can slice them all alike. Every array is chunked along
+time only and compressed with Blosc (zstd by default). Episodes are appended with
+resize + write; ``meta/episode_ends`` is extended last, so an interrupted write leaves the
+store readable up to the last complete episode (and ``mode="a"`` resumes from there).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from sim2real.datasets.registry import DATASET_READERS, DATASET_WRITERS, EpisodeReader, EpisodeWriter
+from sim2real.datasets.schema import (
+    LOW_DIM_SPECS,
+    DatasetError,
+    Episode,
+    EpisodeMetadata,
+    EpisodeSteps,
+    canonical_json,
+    validate_episode,
+)
+
+FORMAT_NAME = "sim2real.replay_buffer"
+FORMAT_VERSION = 1
+IMAGE_PREFIX = "img_"
+_META_SCALARS: dict[str, np.dtype] = {
+    "episode_index": np.dtype(np.int64),
+    "seed": np.dtype(np.int64),
+    "success": np.dtype(np.bool_),
+}
+_LAYOUT_DOC = {
+    "data/img_<camera>": "uint8 (N, H, W, 3) RGB",
+    "data/state": "float32 (N, 14): ee_xyz (m), ee_rpy (rad), gripper (1 = open), q1..q7 (rad)",
+    "data/action": "float32 (N, 7): dx, dy, dz (m), droll, dpitch, dyaw (rad), gripper (1 = open)",
+    "data/reward, data/discount": "float32 (N,)",
+    "data/is_first, data/is_last, data/is_terminal": "bool (N,)",
+    "meta/episode_ends": "int64 (E,) cumulative step counts",
+    "meta/episode_json, meta/episode_json_ends": "ragged UTF-8 JSON per episode: language_instruction, metadata",
+}
+
+
+def _blosc(cname: str, clevel: int, shuffle: str) -> BloscCodec:
+    return BloscCodec(cname=cname, clevel=clevel, shuffle=shuffle)
+
+
+def _create(group: zarr.Group, name: str, trailing: tuple[int, ...], dtype: np.dtype, chunk: int, codec: Any) -> Any:
+    """An empty array (0, *trailing) chunked along time only."""
+    return group.create_array(
+        name, shape=(0, *trailing), chunks=(chunk, *trailing), dtype=dtype, compressors=codec, fill_value=0
+    )
+
+
+def _append(array: Any, values: np.ndarray) -> None:
+    """Grow ``array`` along axis 0 and write ``values`` at its end."""
+    start = array.shape[0]
+    array.resize((start + len(values), *array.shape[1:]))
+    array[start:] = values
+
+
+def _episode_record(ep: Episode) -> bytes:
+    return canonical_json({"language_instruction": ep.steps.language_instruction, "metadata": ep.metadata.to_dict()})
+
+
+@DATASET_WRITERS.register("zarr")
+class ZarrEpisodeWriter(EpisodeWriter):
+    """Appends episodes to a Zarr v3 replay buffer at ``path`` (layout in the module docstring).
+
+    ``mode``: ``"w-"`` create (error if the path holds data), ``"w"`` overwrite, ``"a"``
+    append to an existing store (or create one). Images are compressed with Blosc ``cname``
+    at ``clevel`` with ``image_shuffle`` (``noshuffle`` suits clean renders best; ``bitshuffle``
+    gains a little on noisy frames) and chunked ``image_chunk_steps`` frames per chunk;
+    low-dimensional arrays ``lowdim_chunk_steps`` steps per chunk (byte shuffle). Memory stays
+    constant as episodes are added.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        mode: str = "w-",
+        image_chunk_steps: int = 8,
+        lowdim_chunk_steps: int = 4096,
+        cname: str = "zstd",
+        clevel: int = 3,
+        image_shuffle: str = "noshuffle",
+    ) -> None:
+        if mode not in ("w-", "w", "a"):
+            raise ValueError(f"mode must be 'w-', 'w' or 'a', got {mode!r}")
+        self.path = Path(path)
+        self._image_chunk = image_chunk_steps
+        self._lowdim_chunk = lowdim_chunk_steps
+        self._image_codec = _blosc(cname, clevel, image_shuffle)
+        self._lowdim_codec = _blosc(cname, clevel, "shuffle")
+        try:
+            self._root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)
+        except FileExistsError as error:
+            message = f"{self.path}: already holds data (use mode='w' to overwrite or 'a' to append)"
+            raise DatasetError(message) from error
+        self._closed = False
+        if "meta" in self._root and "episode_ends" in self._root["meta"]:
+            self._resume()
+        else:
+            self._start()
+
+    def _start(self) -> None:
+        self._root.attrs.update({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "layout": _LAYOUT_DOC})
+        data = self._root.require_group("data")
+        for key, (dtype, trailing) in LOW_DIM_SPECS.items():
+            _create(data, key, trailing, dtype, self._lowdim_chunk, self._lowdim_codec)
+        meta = self._root.require_group("meta")
+        for key, dtype in {"episode_ends": np.dtype(np.int64), **_META_SCALARS}.items():
+            _create(meta, key, (), dtype, 1024, self._lowdim_codec)
+        _create(meta, "episode_json", (), np.dtype(np.uint8), 1 << 20, self._lowdim_codec)
+        _create(meta, "episode_json_ends", (), np.dtype(np.int64), 1024, self._lowdim_codec)
+        self._num_steps, self._num_json_bytes, self._num_episodes = 0, 0, 0
+        self._cameras: dict[str, tuple[int, ...]] | None = None
+
+    def _resume(self) -> None:
+        """Open an existing store: cut anything written after the last complete episode."""
+        reader = ZarrDataset(self.path)
+        self._num_episodes = len(reader)
+        self._num_steps = int(reader.episode_ends[-1]) if self._num_episodes else 0
+        json_ends = reader.meta["episode_json_ends"]
+        self._num_json_bytes = int(json_ends[self._num_episodes - 1]) if self._num_episodes else 0
+        self._cameras = {c: tuple(reader.data[IMAGE_PREFIX + c].shape[1:]) for c in reader.cameras} or None
+        for array in self._arrays("data").values():
+            array.resize((self._num_steps, *array.shape[1:]))
+        for name, array in self._arrays("meta").items():
+            length = self._num_json_bytes if name == "episode_json" else self._num_episodes
+            array.resize((length, *array.shape[1:]))
+
+    def _arrays(self, group: str) -> dict[str, Any]:
+        return {name: array for name, array in self._root[group].arrays()}
+
+    @property
+    def num_episodes(self) -> int:
+        """Episodes in the store, including those there before this writer opened it."""
+        return self._num_episodes
+
+    def write(self, episode: Episode) -> None:
+        """Validate and append one episode (data arrays first, ``meta/episode_ends`` last)."""
+        if self._closed:
+            raise DatasetError(f"{self.path}: writer is closed")
+        where = f"{self.path} (episode {self._num_episodes})"
+        num_steps = validate_episode(episode, where)
+        self._check_cameras(episode.steps.images, where)
+        data = self._root["data"]
+        for camera, frames in episode.steps.images.items():
+            _append(data[IMAGE_PREFIX + camera], frames)
+        for key, values in episode.steps.low_dim().items():
+            _append(data[key], values)
+        self._append_meta(episode)
+        self._num_steps += num_steps
+        self._num_episodes += 1
+        _append(self._root["meta/episode_ends"], np.array([self._num_steps], dtype=np.int64))
+
+    def _append_meta(self, episode: Episode) -> None:
+        meta = self._root["meta"]
+        record = np.frombuffer(_episode_record(episode).encode(), dtype=np.uint8)
+        _append(meta["episode_json"], record)
+        self._num_json_bytes += len(record)
+        _append(meta["episode_json_ends"], np.array([self._num_json_bytes], dtype=np.int64))
+        for key, dtype in _META_SCALARS.items():
+            _append(meta[key], np.array([getattr(episode.metadata, key)], dtype=dtype))
+
+    def _check_cameras(self, images: Mapping[str, np.ndarray], where: str) -> None:
+        cameras = {camera: tuple(int(d) for d in frames.shape[1:]) for camera, frames in images.items()}
+        if self._cameras is None:
+            for camera, trailing in cameras.items():
+                _create(self._root["data"], IMAGE_PREFIX + camera, trailing, np.dtype(np.uint8), self._image_chunk,
+                        self._image_codec)  # fmt: skip
+            self._root.attrs.update({"cameras": sorted(cameras)})
+            self._cameras = cameras
+        elif cameras != self._cameras:
+            raise DatasetError(f"{where}: cameras/frame shapes {cameras} differ from the store's {self._cameras}")
+
+    def close(self) -> None:
+        """Nothing is buffered; marks the writer closed. Idempotent."""
+        self._closed = True
+
+
+@DATASET_READERS.register("zarr")
+class ZarrDataset(EpisodeReader):
+    """Reads a Zarr replay buffer episode by episode; raw arrays are open for training loaders.
+
+    ``data`` maps keys (``img_front``, ``state``, ``action``, ...) to lazily read zarr arrays of
+    all steps; ``episode_ends`` is the int64 (E,) cumulative step count; ``episode_slice(i)``
+    is the step range of episode ``i`` in those arrays.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DatasetError(f"{self.path}: no such file or directory")
+        if not self.detect(self.path):
+            raise DatasetError(f"{self.path}: not a Zarr replay buffer (no zarr.json with data/ and meta/episode_ends)")
+        self.root = zarr.open_group(str(self.path), mode="r", zarr_format=3)
+        self.data: dict[str, Any] = dict(self.root["data"].arrays())
+        self.meta: dict[str, Any] = dict(self.root["meta"].arrays())
+        self.cameras = sorted(key.removeprefix(IMAGE_PREFIX) for key in self.data if key.startswith(IMAGE_PREFIX))
+        self._check_layout()
+        self.episode_ends: np.ndarray = self._episode_ends()
+        self._json_ends: np.ndarray = np.asarray(self.meta["episode_json_ends"][: len(self.episode_ends)])
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """A directory with a root ``zarr.json`` and ``meta/episode_ends``."""
+        return (path / "zarr.json").is_file() and (path / "meta" / "episode_ends" / "zarr.json").is_file()
+
+    def _check_layout(self) -> None:
+        expected: dict[str, tuple[np.dtype, tuple[int, ...] | None]] = dict(LOW_DIM_SPECS)
+        expected |= {IMAGE_PREFIX + c: (np.dtype(np.uint8), None) for c in self.cameras}
+        for key, (dtype, trailing) in expected.items():
+            if key not in self.data:
+                raise DatasetError(f"{self.path}: key 'data/{key}' is missing")
+            array = self.data[key]
+            shape_ok = trailing is None or tuple(array.shape[1:]) == trailing
+            if np.dtype(array.dtype) != dtype or not shape_ok or (trailing is None and array.ndim != 4):
+                raise DatasetError(f"{self.path}: key 'data/{key}' is {array.dtype} {array.shape}, expected {dtype}")
+        for key in ("episode_ends", "episode_json", "episode_json_ends"):
+            if key not in self.meta:
+                raise DatasetError(f"{self.path}: key 'meta/{key}' is missing")
+        if not self.cameras and self.meta["episode_ends"].shape[0]:
+            raise DatasetError(f"{self.path}: no camera arrays 'data/{IMAGE_PREFIX}<camera>'")
+
+    def _episode_ends(self) -> np.ndarray:
+        ends = np.asarray(self.meta["episode_ends"][:])
+        if ends.dtype != np.int64 or ends.ndim != 1:
+            found = f"{ends.dtype} {ends.shape}"
+            raise DatasetError(f"{self.path}: key 'meta/episode_ends' is {found}, expected int64 (E,)")
+        if len(ends) and (ends[0] <= 0 or np.any(np.diff(ends) <= 0)):
+            raise DatasetError(f"{self.path}: key 'meta/episode_ends' is not strictly increasing from > 0")
+        total = int(ends[-1]) if len(ends) else 0
+        for key, array in self.data.items():
+            if array.shape[0] < total:
+                found = array.shape[0]
+                raise DatasetError(f"{self.path}: key 'data/{key}' has {found} steps, episode_ends needs {total}")
+        if self.meta["episode_json_ends"].shape[0] < len(ends):
+            raise DatasetError(f"{self.path}: key 'meta/episode_json_ends' is shorter than meta/episode_ends")
+        return ends
+
+    def __len__(self) -> int:
+        return len(self.episode_ends)
+
+    def episode_slice(self, index: int) -> slice:
+        """Step range of episode ``index`` in the ``data`` arrays."""
+        index = self._check_index(index)
+        start = int(self.episode_ends[index - 1]) if index else 0
+        return slice(start, int(self.episode_ends[index]))
+
+    def _record(self, index: int) -> dict[str, Any]:
+        start = int(self._json_ends[index - 1]) if index else 0
+        raw = np.asarray(self.meta["episode_json"][start : int(self._json_ends[index])]).tobytes()
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            where = f"{self.path} (episode {index})"
+            raise DatasetError(f"{where}: key 'meta/episode_json' is not JSON ({error})") from error
+        if not isinstance(record, dict) or "metadata" not in record or "language_instruction" not in record:
+            raise DatasetError(f"{self.path} (episode {index}): key 'meta/episode_json' lacks metadata/instruction")
+        return record
+
+    def metadata(self, index: int) -> EpisodeMetadata:
+        """Episode ``index``'s metadata without reading any step arrays."""
+        index = self._check_index(index)
+        return EpisodeMetadata.from_dict(self._record(index)["metadata"], f"{self.path} (episode {index})")
+
+    def language_instruction(self, index: int) -> str:
+        """Episode ``index``'s instruction without reading any step arrays."""
+        index = self._check_index(index)
+        return str(self._record(index)["language_instruction"])
+
+    def episode(self, index: int) -> Episode:
+        """Episode ``index`` read from its step range, validated."""
+        index = self._check_index(index)
+        where = f"{self.path} (episode {index})"
+        steps_range = self.episode_slice(index)
+        record = self._record(index)
+        arrays = {key: np.asarray(array[steps_range]) for key, array in self.data.items()}
+        steps = EpisodeSteps(
+            images={camera: arrays[IMAGE_PREFIX + camera] for camera in self.cameras},
+            language_instruction=record["language_instruction"],
+            **{key: arrays[key] for key in LOW_DIM_SPECS},
+        )
+        episode = Episode(steps=steps, metadata=EpisodeMetadata.from_dict(record["metadata"], where))
+        validate_episode(episode, where)
+        return episode
