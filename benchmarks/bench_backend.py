@@ -1,5 +1,6 @@
 """Expert success rate per task and MuJoCo backend speed (control steps/s with rendering,
-reset time), printed as a table. Usage: python benchmarks/bench_backend.py [--scenes 200]"""
+reset time incl. sampling the SceneSpec), printed as a table.
+Usage: python benchmarks/bench_backend.py [--scenes 200] [--preset default] [--split train]"""
 
 from __future__ import annotations
 
@@ -8,20 +9,23 @@ import time
 
 import numpy as np
 
-from sim2real.randomizers import sample_scene
+from sim2real.randomizers import load_preset, sample_scene
+from sim2real.randomizers.sensor_noise import SensorNoise
 from sim2real.sim.backend import make_backend
 from sim2real.sim.experts import make_expert
 from sim2real.sim.tasks import TASKS, make_task
 
 
-def run_task(task_name: str, scenes: int, render: bool) -> dict[str, float]:
+def run_task(task_name: str, scenes: int, render: bool, preset: str, split: str) -> dict[str, float]:
+    config = load_preset(preset)
     backend = make_backend("mujoco")
     task = make_task(task_name)
     successes, steps, step_time, reset_times, lengths = 0, 0, 0.0, [], []
     for seed in range(scenes):
-        scene = sample_scene(task_name, seed)
         start = time.perf_counter()
+        scene = sample_scene(task_name, seed, config, split)
         backend.reset(scene)
+        noise = SensorNoise(scene.sensor_noise)
         if render:
             backend.images()
         reset_times.append(time.perf_counter() - start)
@@ -31,8 +35,10 @@ def run_task(task_name: str, scenes: int, render: bool) -> dict[str, float]:
             start = time.perf_counter()
             backend.step(expert.act(backend.privileged_state()))
             if render:
-                backend.images()
-                backend.proprio()
+                images = backend.images()
+                if noise.active:
+                    images = {name: noise.image(image) for name, image in images.items()}
+                noise.state(backend.proprio())
             step_time += time.perf_counter() - start
             steps += 1
             if task.success(backend.privileged_state(), scene):
@@ -55,10 +61,13 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=200)
     parser.add_argument("--tasks", nargs="*", default=TASKS.names())
     parser.add_argument("--no-render", action="store_true")
+    parser.add_argument("--preset", default="none", help="randomization preset")
+    parser.add_argument("--split", default="train")
     args = parser.parse_args()
+    print(f"preset={args.preset} split={args.split} scenes={args.scenes}")
     print(f"{'task':<12}{'success':>9}{'steps/s':>10}{'reset ms':>10}{'1st reset ms':>14}{'len':>7}")
     for name in args.tasks:
-        r = run_task(name, args.scenes, not args.no_render)
+        r = run_task(name, args.scenes, not args.no_render, args.preset, args.split)
         print(f"{name:<12}{r['success']:>9.1%}{r['steps_per_s']:>10.0f}{r['reset_ms_median']:>10.1f}"
               f"{r['reset_ms_first']:>14.0f}{r['mean_length']:>7.1f}")  # fmt: skip
 

@@ -1,5 +1,16 @@
 """Randomizers: pure samplers from (config, seed) to a SceneSpec. No simulator imports."""
 
+from sim2real.randomizers.config import ConfigError, RandomizationConfig, config_from_dict, load_preset, preset_names
 from sim2real.randomizers.sampler import sample_scene
+from sim2real.randomizers.splits import SPLITS, VARIANTS
 
-__all__ = ["sample_scene"]
+__all__ = [
+    "SPLITS",
+    "VARIANTS",
+    "ConfigError",
+    "RandomizationConfig",
+    "config_from_dict",
+    "load_preset",
+    "preset_names",
+    "sample_scene",
+]

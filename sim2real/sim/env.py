@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from sim2real.randomizers import sample_scene
+from sim2real.randomizers import RandomizationConfig, load_preset, sample_scene
+from sim2real.randomizers.sensor_noise import SensorNoise
 from sim2real.sim.backend import Backend, BackendConfig, make_backend
 from sim2real.sim.control import ACTION_DIM, STATE_DIM
 from sim2real.sim.scene_spec import SceneSpec
@@ -23,8 +24,9 @@ class Sim2RealEnv(gym.Env):
     reward 1.0 on the step the task succeeds, which also terminates the episode;
     ``info["success"]``, ``info["instruction"]`` and ``info["clip_counts"]`` every step.
 
-    ``reset(seed=s)`` samples the scene of seed ``s``; ``reset(options={"scene": spec})``
-    applies a given SceneSpec instead.
+    ``reset(seed=s)`` samples the scene of seed ``s`` from ``randomization`` (a preset name
+    or config) and ``split``; ``reset(options={"scene": spec})`` applies a given SceneSpec.
+    Observations carry the scene's sensor noise; ``clean_observation()`` gives them without.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
@@ -35,6 +37,8 @@ class Sim2RealEnv(gym.Env):
         backend: str = "mujoco",
         backend_config: BackendConfig | None = None,
         scene_sampler: SceneSampler | None = None,
+        randomization: str | RandomizationConfig = "none",
+        split: str = "train",
         max_steps: int | None = None,
         cameras: tuple[str, ...] = ("front", "wrist"),
         image_size: int = 128,
@@ -42,7 +46,8 @@ class Sim2RealEnv(gym.Env):
         TASKS.get(task)  # fail early, listing the known tasks
         self.task = make_task(task)
         self.backend: Backend = make_backend(backend, backend_config)
-        self.sample = scene_sampler or (lambda name, seed: sample_scene(name, seed))
+        config = load_preset(randomization) if isinstance(randomization, str) else randomization
+        self.sample = scene_sampler or (lambda name, seed: sample_scene(name, seed, config, split))
         self.max_steps = max_steps or self.task.max_steps
         self.cameras = cameras
         self.observation_space = gym.spaces.Dict(
@@ -73,6 +78,7 @@ class Sim2RealEnv(gym.Env):
             raise KeyError(f"unknown cameras {sorted(unknown)}; the scene has {[c.name for c in scene.cameras]}")
         self.backend.reset(scene)
         self.scene = scene
+        self.noise = SensorNoise(scene.sensor_noise)
         self._steps = 0
         return self._observation(), self._info(False)
 
@@ -85,9 +91,16 @@ class Sim2RealEnv(gym.Env):
         truncated = self._steps >= self.max_steps and not success
         return self._observation(), float(success), success, truncated, self._info(success)
 
-    def _observation(self) -> dict[str, Any]:
+    def clean_observation(self) -> dict[str, Any]:
         images = self.backend.images()
         return {"image": {c: images[c] for c in self.cameras}, "state": self.backend.proprio()}
+
+    def _observation(self) -> dict[str, Any]:
+        obs = self.clean_observation()
+        if self.noise.active:
+            obs = {"image": {c: self.noise.image(im) for c, im in obs["image"].items()},
+                   "state": self.noise.state(obs["state"])}  # fmt: skip
+        return obs
 
     def _info(self, success: bool) -> dict[str, Any]:
         assert self.scene is not None

@@ -14,6 +14,9 @@ from sim2real.sim.geometry import rotation_error, rpy_to_matrix, symmetric_yaw_e
 from sim2real.sim.scene_spec import ObjectSpec, SceneSpec
 
 OPEN, CLOSED = 1.0, 0.0
+#: Proportional gain multiplier per action latency (0, 1, 2+ steps): delayed P control is
+#: stable below ~1.0, ~0.62 and ~0.45 respectively.
+LATENCY_GAIN = (1.0, 0.55, 0.38)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,11 @@ class Phase:
 
 class Expert:
     """Runs phases in order. ``noise_scale`` (m) adds Gaussian noise to the position part of
-    each action (drawn from the explicit ``rng``) so demonstrations include recoveries."""
+    each action (drawn from the explicit ``rng``) so demonstrations include recoveries.
+
+    The expert knows the scene's action latency (privileged information): it lowers its
+    position gain so that delayed proportional control does not oscillate, and holds the
+    gripper phases (``min_steps``) longer by the delay."""
 
     max_position_step = 0.05
     max_rotation_step = 0.3
@@ -51,6 +58,8 @@ class Expert:
         self.scene = scene
         self.rng = rng
         self.noise_scale = noise_scale
+        self.latency = scene.dynamics.action_latency_steps
+        self.gain = self.position_gain * LATENCY_GAIN[min(self.latency, len(LATENCY_GAIN) - 1)]
         self.phases = self.plan(scene)
         self.phase_index = 0
         self.steps_in_phase = 0
@@ -72,8 +81,10 @@ class Expert:
             phase = self.phases[self.phase_index]
             waypoint = phase.target(state)
             error = np.linalg.norm(waypoint.pos - state.ee_pos)
-            reached = error < phase.tolerance and self.steps_in_phase >= phase.min_steps
-            if reached or self.steps_in_phase >= phase.max_steps:
+            min_steps = phase.min_steps + (self.latency if phase.min_steps else 0)
+            reached = error < phase.tolerance and self.steps_in_phase >= min_steps
+            max_steps = int(phase.max_steps / LATENCY_GAIN[min(self.latency, len(LATENCY_GAIN) - 1)]) + min_steps
+            if reached or self.steps_in_phase >= max_steps:
                 self.phase_index += 1
                 self.steps_in_phase = 0
                 continue
@@ -83,7 +94,7 @@ class Expert:
         return self._action(state, Waypoint(state.ee_pos, last.yaw, last.gripper), self.max_position_step)
 
     def _action(self, state: PrivilegedState, waypoint: Waypoint, max_step: float) -> np.ndarray:
-        delta = self.position_gain * (waypoint.pos - state.ee_pos)
+        delta = self.gain * (waypoint.pos - state.ee_pos)
         norm = np.linalg.norm(delta)
         if norm > max_step:
             delta *= max_step / norm
@@ -91,7 +102,7 @@ class Expert:
             delta = delta + self.rng.normal(0.0, self.noise_scale, size=3)
         target_mat = rpy_to_matrix(np.array([0.0, 0.0, waypoint.yaw]))
         rot = rotation_error(target_mat, state.ee_mat)
-        rot = np.clip(rot, -self.max_rotation_step, self.max_rotation_step)
+        rot = np.clip(self.gain * rot, -self.max_rotation_step, self.max_rotation_step)
         return np.r_[delta, rot, waypoint.gripper].astype(np.float32)
 
 

@@ -105,7 +105,10 @@ class SceneApplier:
 
     def _lights(self, scene: SceneSpec) -> None:
         model = self.model
-        for i, light in enumerate(scene.lights[:MAX_LIGHTS]):
+        if len(scene.lights) > MAX_LIGHTS:
+            raise ValueError(f"scene has {len(scene.lights)} lights; the MuJoCo backend supports at most {MAX_LIGHTS}")
+        model.light_active[:] = 0
+        for i, light in enumerate(scene.lights):
             if light.type not in _LIGHT_TYPES:
                 raise ValueError(f"light {i}: unknown type {light.type!r}; known types: {sorted(_LIGHT_TYPES)}")
             model.light_type[i] = _LIGHT_TYPES[light.type]

@@ -69,11 +69,9 @@ class BuildOptions:
 
 def structure_key(scene: SceneSpec) -> tuple:
     """Everything about a scene that needs a recompile when it changes."""
-    objects = tuple(
-        (o.name, o.role, o.shape, tuple(o.size), o.static, o.material.texture is not None) for o in scene.objects
-    )
+    objects = tuple((o.name, o.role, o.shape, tuple(o.size), o.static) for o in scene.objects)
     cameras = tuple((c.name, c.mount, c.width, c.height) for c in scene.cameras)
-    return (scene.robot.name, objects, cameras, min(len(scene.lights), MAX_LIGHTS))
+    return (scene.robot.name, objects, cameras)
 
 
 def _quat_from_euler(euler: tuple[float, float, float]) -> np.ndarray:
@@ -235,10 +233,8 @@ def _add_object_geoms(spec: mujoco.MjSpec, body: mujoco.MjsBody, obj, material: 
 
 def _add_objects(spec: mujoco.MjSpec, scene: SceneSpec) -> None:
     for obj in scene.objects:
-        texture = None
-        if obj.material.texture is not None:
-            texture = f"tex_obj_{obj.name}"
-            _add_texture(spec, texture, OBJECT_TEXTURE_SIZE)
+        texture = f"tex_obj_{obj.name}"  # always allocated: texture changes need no rebuild
+        _add_texture(spec, texture, OBJECT_TEXTURE_SIZE)
         _add_material(spec, f"mat_obj_{obj.name}", texture, (8, 8))
         z = obj.pos[2] + shapes.half_height(obj.shape, obj.size)
         body = spec.worldbody.add_body(name=f"obj_{obj.name}", pos=(obj.pos[0], obj.pos[1], z))
@@ -248,7 +244,7 @@ def _add_objects(spec: mujoco.MjSpec, scene: SceneSpec) -> None:
 
 
 def _add_lights_and_cameras(spec: mujoco.MjSpec, scene: SceneSpec) -> None:
-    for i in range(min(len(scene.lights), MAX_LIGHTS)):
+    for i in range(MAX_LIGHTS):  # unused lights are switched off in place
         spec.worldbody.add_light(name=f"light{i}", pos=(0, 0, 2), dir=(0, 0, -1))
     for cam in scene.cameras:
         if cam.mount == "world":

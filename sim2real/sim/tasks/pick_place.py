@@ -27,7 +27,7 @@ class PickPlace(Task):
     """
 
     name = "pick_place"
-    max_steps = 90
+    max_steps = 120
     roles = (
         ObjectRole("pick", "manipulated", ("cube", "cylinder", "block", "sphere"), ("red", "green", "yellow", "orange"),
                    ((0.40, 0.62), (-0.22, 0.22)), heldout_shapes=("hex_prism", "capsule", "ellipsoid")),

@@ -24,7 +24,7 @@ class Push(Task):
     """
 
     name = "push"
-    max_steps = 80
+    max_steps = 100
     roles = (
         ObjectRole("push", "manipulated", ("cylinder", "cube"), ("red", "orange", "green"),
                    ((0.42, 0.56), (-0.04, 0.04)), heldout_shapes=("hex_prism", "block"), mass=0.1),

@@ -27,7 +27,7 @@ class Stack(Task):
     """
 
     name = "stack"
-    max_steps = 90
+    max_steps = 120
     roles = (
         ObjectRole("top", "manipulated", ("block", "cube"), ("green", "red", "orange"),
                    ((0.40, 0.62), (-0.22, 0.22)), heldout_shapes=("hex_prism", "cylinder")),

@@ -1,0 +1,20 @@
+"""``sim2real <command>``: small tools around the pipeline."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"gallery": "sim2real.gallery"}
+    if not argv or argv[0] not in commands:
+        print(f"usage: sim2real {{{','.join(sorted(commands))}}} [options]; known commands: {sorted(commands)}")
+        raise SystemExit(2)
+    import importlib
+
+    importlib.import_module(commands[argv[0]]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    main()
