@@ -31,7 +31,10 @@ class SensorNoise:
         if s.blur_sigma > 0:
             out = gaussian_filter(out.astype(np.float32), sigma=(s.blur_sigma, s.blur_sigma, 0))
         if s.image_noise_std > 0:
-            out = out.astype(np.float32) + self.rng.normal(0.0, s.image_noise_std, out.shape)
+            noise = self.rng.standard_normal(out.shape, dtype=np.float32)
+            noise *= np.float32(s.image_noise_std)
+            noise += out
+            out = noise
         if out is not image:
             out = np.clip(np.round(out), 0, 255).astype(np.uint8)
         if s.jpeg_quality > 0:

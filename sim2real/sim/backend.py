@@ -53,11 +53,15 @@ class PrivilegedState:
 @dataclass(frozen=True)
 class BackendConfig:
     """Options every backend understands. Rates in Hz; ``shadows`` globally enables the
-    shadows that lights request (they cost ~20x in software rendering)."""
+    shadows that lights request (they cost ~20x in software rendering); ``reflections``
+    enables mirror reflections of materials with reflectance > 0 (an extra render pass per
+    reflective surface, ~1.6x in software rendering). Both default to off for CPU machines;
+    the SceneSpec records the sampled values either way."""
 
     control_hz: float = 10.0
     physics_hz: float = 500.0
     shadows: bool = False
+    reflections: bool = False
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     options: Mapping[str, Any] = field(default_factory=dict)
 

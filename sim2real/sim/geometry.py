@@ -32,8 +32,16 @@ def rpy_to_matrix(rpy: np.ndarray) -> np.ndarray:
 
 
 def matrix_to_rpy(matrix: np.ndarray) -> np.ndarray:
-    """(3, 3) -> (3,) roll, pitch, yaw (rad), each in [-pi, pi]."""
-    return Rotation.from_matrix(matrix).as_euler(_EULER_SEQ)
+    """(3, 3) -> (3,) roll, pitch, yaw (rad), each in [-pi, pi] (pitch in [-pi/2, pi/2])."""
+    m = np.asarray(matrix)
+    pitch = np.arcsin(np.clip(-m[2, 0], -1.0, 1.0))
+    if abs(m[2, 0]) < 1.0 - 1e-9:
+        roll = np.arctan2(m[2, 1], m[2, 2])
+        yaw = np.arctan2(m[1, 0], m[0, 0])
+    else:  # gimbal lock: put the whole rotation about z into yaw
+        roll = 0.0
+        yaw = np.arctan2(-m[0, 1], m[1, 1])
+    return np.array([roll, pitch, yaw])
 
 
 def yaw_to_quat_wxyz(yaw: float) -> np.ndarray:
@@ -43,7 +51,15 @@ def yaw_to_quat_wxyz(yaw: float) -> np.ndarray:
 
 def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
     """Axis-angle vector (3,) rad of ``target @ current.T``, in the world frame."""
-    return Rotation.from_matrix(target @ current.T).as_rotvec()
+    r = target @ current.T
+    cos_angle = np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0)
+    angle = np.arccos(cos_angle)
+    axis_sin = np.array([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]]) / 2.0  # axis * sin(angle)
+    if angle < 1e-6:
+        return axis_sin
+    if angle > np.pi - 1e-4:  # near pi: sin is ~0, fall back to the robust general method
+        return Rotation.from_matrix(r).as_rotvec()
+    return axis_sin * (angle / np.sin(angle))
 
 
 def wrap_angle(angle: np.ndarray | float) -> np.ndarray | float:

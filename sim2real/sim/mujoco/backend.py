@@ -73,7 +73,7 @@ class MujocoBackend:
         self._index_model(scene)
         if self._renderer is None:
             self._renderer = OffscreenRenderer(
-                model.vis.global_.offwidth, model.vis.global_.offheight, self.config.shadows
+                model.vis.global_.offwidth, model.vis.global_.offheight, self.config.shadows, self.config.reflections
             )
         self._renderer.set_model(model)
         self._applier._texture_cache.clear()
@@ -168,8 +168,8 @@ class MujocoBackend:
         return q_now + self._clips.clip(q - q_now, -max_step, max_step, "joint_velocity")
 
     def _check_warnings(self) -> None:
-        counts = [w.number for w in self.data.warning]
-        if any(counts):
+        counts = self.data.warning.number
+        if counts.any():
             names = [mujoco.mjtWarning(i).name for i, n in enumerate(counts) if n]
             raise MujocoWarningError(f"MuJoCo warnings during the step: {names}")
 

@@ -10,7 +10,7 @@ import numpy as np
 class OffscreenRenderer:
     """Renders named cameras of the current model to uint8 arrays."""
 
-    def __init__(self, max_width: int, max_height: int, shadows: bool) -> None:
+    def __init__(self, max_width: int, max_height: int, shadows: bool, reflections: bool) -> None:
         self._gl = mujoco.GLContext(max_width, max_height)
         self._gl.make_current()
         self._max = (max_width, max_height)
@@ -21,6 +21,7 @@ class OffscreenRenderer:
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
         self.shadows = shadows
+        self.reflections = reflections
 
     def set_model(self, model: mujoco.MjModel) -> None:
         """Bind a (re)built model: uploads its meshes and textures to the GL context."""
@@ -47,6 +48,7 @@ class OffscreenRenderer:
         )
         flags = self._scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.shadows and not segmentation
+        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = self.reflections and not segmentation
         flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = segmentation
         flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = segmentation
         rect = mujoco.MjrRect(0, 0, width, height)

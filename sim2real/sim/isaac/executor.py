@@ -1,0 +1,495 @@
+"""Apply stage operations to a running Isaac Sim 6.x (Kit) process.
+
+Import this module only after :func:`sim2real.sim.isaac.app.launch` has started Kit: the
+``isaacsim.*``, ``omni.*`` and ``pxr`` modules it imports exist only inside a running app.
+
+Each op of :mod:`sim2real.sim.isaac.stage_ops` has one handler here that creates its prims if
+they are missing and (re)writes its values, so the same op list both builds a stage and updates
+one whose :func:`~sim2real.sim.isaac.stage_ops.structure_key` is unchanged. Authoring happens
+with the timeline stopped; :meth:`StageExecutor.start` then plays it, which makes PhysX parse
+the stage afresh (no solver or contact state survives from a previous episode), and creates
+the tensor-API wrappers and render products the backend reads.
+
+APIs used (Isaac Sim 6.2, checked by ``tools/check_isaac_api.py``):
+``isaacsim.core.experimental.{prims,objects,materials,utils}``,
+``isaacsim.core.simulation_manager.SimulationManager``,
+``isaacsim.core.rendering_manager.RenderingManager``,
+``isaacsim.storage.native.get_assets_root_path``; Replicator (``omni.replicator.core``) render
+products and annotators; plain USD (``pxr``) for schema attributes without a wrapper.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import isaacsim.core.experimental.utils.app as app_utils
+import isaacsim.core.experimental.utils.physics as physics_utils
+import isaacsim.core.experimental.utils.semantics as semantics_utils
+import isaacsim.core.experimental.utils.stage as stage_utils
+import numpy as np
+import omni.replicator.core as rep
+from isaacsim.core.experimental.materials import OmniPbrMaterial, RigidBodyMaterial
+from isaacsim.core.experimental.objects import (
+    Camera,
+    Capsule,
+    Cube,
+    Cylinder,
+    DistantLight,
+    DomeLight,
+    Mesh,
+    Sphere,
+    SphereLight,
+)
+from isaacsim.core.experimental.prims import Articulation, RigidPrim, XformPrim
+from isaacsim.core.rendering_manager import RenderingManager
+from isaacsim.core.simulation_manager import SimulationManager
+from isaacsim.storage.native import get_assets_root_path
+from pxr import UsdLux, UsdPhysics
+
+from sim2real.sim.isaac import stage_ops as so
+
+#: ``isaacsim.core.experimental.objects.Camera`` multiplies focal lengths and apertures by 10
+#: before writing the USD attributes (which are in tenths of a stage unit), so mm values are
+#: divided by this factor on the way in.
+CAMERA_WRAPPER_UNIT = 10.0
+SEGMENTATION_TAXONOMY = "class"
+
+
+@dataclass
+class CameraHandle:
+    """A camera's render product and annotators; ``width`` x ``height`` px."""
+
+    name: str
+    path: str
+    width: int
+    height: int
+    render_product: Any
+    rgb: Any
+    segmentation: Any
+
+
+@dataclass
+class SceneHandles:
+    """Wrappers over the simulated prims, valid while the timeline plays.
+
+    ``arm_dofs`` / ``finger_dofs``: DOF indices of the Franka joints in the articulation;
+    ``hand_link``: the hand's link index; ``objects``: per object, ``(wrapper, kind)`` with kind
+    ``dynamic``, ``kinematic`` or ``visual``; ``contact_columns``: per dynamic object, the scene
+    name of each column of its contact force matrix.
+    """
+
+    robot: Articulation
+    hand: RigidPrim
+    arm_dofs: list[int]
+    finger_dofs: list[int]
+    hand_link: int
+    objects: dict[str, tuple[Any, str]]
+    contact_columns: dict[str, list[str]]
+    cameras: dict[str, CameraHandle] = field(default_factory=dict)
+
+
+def _numpy(data: Any) -> np.ndarray:
+    """A wrapper result (warp array, tensor or array) as a numpy array."""
+    if hasattr(data, "numpy"):
+        return np.asarray(data.numpy())
+    return np.asarray(data)
+
+
+class StageExecutor:
+    """Builds and updates the stage from ops; owns the render products.
+
+    ``texture_dir``: folder for the rendered texture PNGs; ``assets_root``: root of the Isaac
+    assets (default: ``get_assets_root_path()``).
+    """
+
+    def __init__(self, texture_dir: Path, assets_root: str | None = None) -> None:
+        self.texture_dir = Path(texture_dir)
+        self._assets_root = assets_root
+        self._handlers: dict[type[so.StageOp], Callable[[Any], None]] = {
+            so.AnnotateStage: self._annotate,
+            so.ConfigurePhysics: self._configure_physics,
+            so.CreateGround: self._ground,
+            so.CreateTable: self._table,
+            so.CreateBackdrop: self._backdrop,
+            so.AddRobot: self._robot,
+            so.SetRobotGravity: self._noop_until_running,
+            so.SetJointGains: self._noop_until_running,
+            so.SetActionLatency: self._noop_backend_side,
+            so.SetSensorNoise: self._noop_backend_side,
+            so.CreateRigidPrim: self._rigid,
+            so.CreateVisualPrim: self._visual,
+            so.SetSemanticLabels: self._labels,
+            so.BindPhysicsMaterial: self._physics_material,
+            so.CreateOmniPBRMaterial: self._omnipbr,
+            so.BindMaterial: self._bind_material,
+            so.CreateLight: self._light,
+            so.SetDomeLight: self._dome,
+            so.CreateCamera: self._camera,
+        }
+        self._cameras: dict[str, CameraHandle] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def new_stage(self) -> None:
+        """Stop the timeline, release render products and open an empty metre / z-up stage."""
+        self.stop()
+        self.release_cameras()
+        stage_utils.create_new_stage()
+        stage_utils.set_stage_units(meters_per_unit=1.0, kilograms_per_unit=1.0)
+        stage_utils.set_stage_up_axis("Z")
+        for path in (so.WORLD_PATH, so.OBJECTS_PATH, so.LOOKS_PATH, so.PHYSICS_MATERIALS_PATH, so.LIGHTS_PATH,
+                     so.CAMERAS_PATH):  # fmt: skip
+            stage_utils.define_prim(path, "Xform")
+
+    def stop(self) -> None:
+        """Stop the timeline (PhysX releases its scene; wrappers lose their tensor views)."""
+        if app_utils.is_playing():
+            app_utils.stop()
+
+    def author(self, ops: tuple[so.StageOp, ...]) -> None:
+        """Create or update the USD of every op (timeline stopped)."""
+        so.write_texture_files(ops, self.texture_dir)
+        for op in ops:
+            handler = self._handlers.get(type(op))
+            if handler is None:
+                raise TypeError(f"no executor handler for stage op {type(op).__name__}")
+            handler(op)
+
+    def start(self, ops: tuple[so.StageOp, ...]) -> SceneHandles:
+        """Play the timeline, initialise physics, wrap the prims and attach the cameras."""
+        robot_op = so.ops_of_type(ops, so.AddRobot)[0]
+        robot = Articulation(robot_op.path)
+        hand = RigidPrim(f"{robot_op.path}/{so.FRANKA_HAND_LINK}")
+        objects, contact_columns = self._wrap_objects(ops, robot_op.path)
+        app_utils.play()
+        SimulationManager.initialize_physics()
+        arm_dofs = [int(i) for i in _numpy(robot.get_dof_indices(list(robot_op.arm_joints)))]
+        finger_dofs = [int(i) for i in _numpy(robot.get_dof_indices(list(robot_op.finger_joints)))]
+        hand_link = int(_numpy(robot.get_link_indices(so.FRANKA_HAND_LINK)).reshape(-1)[0])
+        handles = SceneHandles(robot, hand, arm_dofs, finger_dofs, hand_link, objects, contact_columns)
+        self.apply_runtime(ops, handles)
+        handles.cameras = self.attach_cameras(ops)
+        return handles
+
+    def apply_runtime(self, ops: tuple[so.StageOp, ...], handles: SceneHandles) -> None:
+        """Values written through the physics tensor API (timeline playing): gains, gravity, masses."""
+        robot = handles.robot
+        for op in ops:
+            if isinstance(op, so.SetJointGains):
+                dofs = [int(i) for i in _numpy(robot.get_dof_indices(list(op.joints)))]
+                robot.set_dof_gains(
+                    np.asarray([op.stiffness], dtype=np.float32), np.asarray([op.damping], dtype=np.float32),
+                    dof_indices=dofs,
+                )  # fmt: skip
+            elif isinstance(op, so.SetRobotGravity):
+                robot.set_link_enabled_gravities([op.enabled])
+            elif isinstance(op, so.CreateRigidPrim) and not op.kinematic:
+                wrapper, _ = handles.objects[op.name]
+                wrapper.set_masses([op.mass])
+
+    def reset_state(self, ops: tuple[so.StageOp, ...], handles: SceneHandles) -> None:
+        """Initial joint state, object poses and zero velocities (timeline playing)."""
+        robot_op = so.ops_of_type(ops, so.AddRobot)[0]
+        robot = handles.robot
+        dofs = handles.arm_dofs + handles.finger_dofs
+        q = np.asarray([list(robot_op.arm_positions) + list(robot_op.finger_positions)], dtype=np.float32)
+        robot.set_dof_positions(q, dof_indices=dofs)
+        robot.set_dof_velocities(np.zeros_like(q), dof_indices=dofs)
+        robot.set_dof_position_targets(q, dof_indices=dofs)
+        for op in ops:
+            if isinstance(op, so.CreateRigidPrim | so.CreateVisualPrim):
+                wrapper, kind = handles.objects[op.name]
+                wrapper.set_world_poses(positions=[op.pos], orientations=[op.quat])
+                if kind == "dynamic":
+                    wrapper.set_velocities(linear_velocities=[(0.0, 0.0, 0.0)], angular_velocities=[(0.0, 0.0, 0.0)])
+        view = SimulationManager.get_physics_simulation_view()
+        if view is not None:  # propagate the new joint positions to the link poses
+            view.update_articulations_kinematic()
+
+    def attach_cameras(self, ops: tuple[so.StageOp, ...]) -> dict[str, CameraHandle]:
+        """Render products with ``rgb`` and ``semantic_segmentation`` annotators per camera
+        (created once per stage; cameras keep them across updates)."""
+        for op in so.ops_of_type(ops, so.CreateCamera):
+            if op.name in self._cameras:
+                continue
+            product = rep.create.render_product(op.path, (op.width, op.height))
+            rgb = rep.AnnotatorRegistry.get_annotator("rgb")
+            rgb.attach([product])
+            segmentation = rep.AnnotatorRegistry.get_annotator(
+                "semantic_segmentation", init_params={"colorize": False, "semanticTypes": [SEGMENTATION_TAXONOMY]}
+            )
+            segmentation.attach([product])
+            self._cameras[op.name] = CameraHandle(op.name, op.path, op.width, op.height, product, rgb, segmentation)
+        return dict(self._cameras)
+
+    def release_cameras(self) -> None:
+        """Detach annotators and destroy render products."""
+        for handle in self._cameras.values():
+            handle.rgb.detach()
+            handle.segmentation.detach()
+            handle.render_product.destroy()
+        self._cameras = {}
+
+    @staticmethod
+    def step_physics(steps: int) -> None:
+        """Advance physics by ``steps`` physics steps (no rendering); with Fabric enabled, the
+        last step also copies the physics state into Fabric, which the renderer reads."""
+        if steps > 1:
+            SimulationManager.step(steps=steps - 1)
+        SimulationManager.step(steps=1, update_fabric=SimulationManager.is_fabric_enabled())
+
+    @staticmethod
+    def render(frames: int = 1) -> None:
+        """Render ``frames`` app updates without stepping physics."""
+        for _ in range(frames):
+            RenderingManager.render()
+
+    # ------------------------------------------------------------------- handlers
+    def _annotate(self, op: so.AnnotateStage) -> None:
+        stage = stage_utils.get_current_stage(backend="usd")
+        layer = stage.GetRootLayer()
+        data = dict(layer.customLayerData)
+        data["sim2real"] = {
+            "task": op.task, "instruction": op.instruction, "split": op.split, "seed": op.seed,
+            "version": op.version, "task_params": op.task_params_json, "scene_hash": op.content_hash,
+        }  # fmt: skip
+        layer.customLayerData = data
+
+    def _configure_physics(self, op: so.ConfigurePhysics) -> None:
+        SimulationManager.setup_simulation(dt=op.physics_dt, device=op.device)
+        RenderingManager.set_dt(op.rendering_dt)
+        for scene in SimulationManager.get_physics_scenes():
+            scene.set_gravity(op.gravity)
+
+    def _box(self, path: str, center: so.Vec3, half_extents: so.Vec3) -> None:
+        full = [2.0 * h for h in half_extents]
+        cube = Cube(path, sizes=1.0)
+        cube.set_local_poses(translations=[center], orientations=[(1.0, 0.0, 0.0, 0.0)])
+        cube.set_local_scales([full])
+
+    def _ground(self, op: so.CreateGround) -> None:
+        self._box(op.path, (0.0, 0.0, op.z - 0.05), (op.half_size, op.half_size, 0.05))
+        physics_utils.apply_collision(op.path)
+
+    def _table(self, op: so.CreateTable) -> None:
+        self._box(op.path, op.center, op.half_extents)
+        if not stage_utils.get_current_stage(backend="usd").GetPrimAtPath(op.path).HasAPI(UsdPhysics.RigidBodyAPI):
+            physics_utils.apply_rigid_body(op.path, kinematic=True)
+
+    def _backdrop(self, op: so.CreateBackdrop) -> None:
+        self._box(op.path, op.center, op.half_extents)
+
+    def _asset_path(self, asset: str) -> str:
+        if "://" in asset or Path(asset).is_file():
+            return asset
+        root = self._assets_root or get_assets_root_path()
+        if not root:
+            raise RuntimeError(
+                "Isaac Sim's assets root is unknown (get_assets_root_path() returned nothing); set "
+                "options.assets_root or options.robot_usd, or configure /persistent/isaac/asset_root/default"
+            )
+        return root.rstrip("/") + asset
+
+    def _robot(self, op: so.AddRobot) -> None:
+        stage = stage_utils.get_current_stage(backend="usd")
+        if not stage.GetPrimAtPath(op.path).IsValid():
+            stage_utils.add_reference_to_stage(usd_path=self._asset_path(op.asset), path=op.path)
+        robot = XformPrim(op.path, reset_xform_op_properties=True)
+        robot.set_world_poses(positions=[(0.0, 0.0, 0.0)], orientations=[(1.0, 0.0, 0.0, 0.0)])
+
+    def _noop_until_running(self, op: so.StageOp) -> None:
+        """Written in :meth:`apply_runtime` through the tensor API."""
+
+    def _noop_backend_side(self, op: so.StageOp) -> None:
+        """Applied by the backend (controller latency, downstream sensor noise)."""
+
+    def _parts(self, root: str, parts: tuple[so.GeomPart, ...]) -> list[str]:
+        paths = []
+        for index, part in enumerate(parts):
+            path = f"{root}/part{index}"
+            if part.kind == "cube":
+                prim: XformPrim = Cube(path, sizes=1.0)
+            elif part.kind == "sphere":
+                prim = Sphere(path, radii=part.radius)
+            elif part.kind == "cylinder":
+                prim = Cylinder(path, radii=part.radius, heights=part.height, axes="Z")
+            elif part.kind == "capsule":
+                prim = Capsule(path, radii=part.radius, heights=part.height, axes="Z")
+            elif part.kind == "mesh":
+                mesh = Mesh(path)
+                mesh.set_points([np.asarray(part.points, dtype=np.float32)])
+                mesh.set_face_specs(
+                    vertex_indices=[np.asarray(part.face_vertex_indices, dtype=np.int32)],
+                    vertex_counts=[np.asarray(part.face_vertex_counts, dtype=np.int32)],
+                )
+                prim = mesh
+            else:
+                raise ValueError(f"unknown geometry part kind {part.kind!r}")
+            prim.set_local_poses(translations=[part.translation], orientations=[part.orientation])
+            prim.set_local_scales([part.scale])
+            paths.append(path)
+        return paths
+
+    def _object_root(self, path: str, pos: so.Vec3, quat: so.Quat) -> bool:
+        """Define the object's Xform (if new) and pose it; returns whether it was created."""
+        stage = stage_utils.get_current_stage(backend="usd")
+        created = not stage.GetPrimAtPath(path).IsValid()
+        if created:
+            stage_utils.define_prim(path, "Xform")
+        XformPrim(path, reset_xform_op_properties=True).set_world_poses(positions=[pos], orientations=[quat])
+        return created
+
+    def _rigid(self, op: so.CreateRigidPrim) -> None:
+        if self._object_root(op.path, op.pos, op.quat):
+            self._parts(op.path, op.parts)
+            physics_utils.apply_rigid_body(op.path, approximation="convexHull", kinematic=op.kinematic)
+        if not op.kinematic:
+            mass_api = UsdPhysics.MassAPI.Apply(stage_utils.get_current_stage(backend="usd").GetPrimAtPath(op.path))
+            mass_api.CreateMassAttr().Set(op.mass)
+
+    def _visual(self, op: so.CreateVisualPrim) -> None:
+        if self._object_root(op.path, op.pos, op.quat):
+            self._parts(op.path, op.parts)
+
+    def _labels(self, op: so.SetSemanticLabels) -> None:
+        semantics_utils.remove_all_labels(op.path)
+        for taxonomy, label in op.labels:
+            semantics_utils.add_labels(op.path, labels=[label], taxonomy=taxonomy)
+
+    def _physics_material(self, op: so.BindPhysicsMaterial) -> None:
+        material = RigidBodyMaterial(
+            op.material_path, static_frictions=[op.static_friction], dynamic_frictions=[op.dynamic_friction],
+            restitutions=[op.restitution],
+        )  # fmt: skip
+        material.set_combine_modes(frictions=op.combine_mode, restitutions=op.combine_mode)
+        XformPrim(op.prim_path).apply_physics_materials(material)
+
+    def _omnipbr(self, op: so.CreateOmniPBRMaterial) -> None:
+        material = OmniPbrMaterial(op.path)
+        material.set_input_values("diffuse_color_constant", [op.diffuse])
+        material.set_input_values("reflection_roughness_constant", [op.roughness])
+        material.set_input_values("metallic_constant", [op.metallic])
+        material.set_input_values("specular_level", [op.specular_level])
+        material.set_input_values("enable_opacity", [op.opacity < 1.0])
+        material.set_input_values("opacity_constant", [op.opacity])
+        texture = str(self.texture_dir / op.texture_file) if op.texture_file else ""
+        material.set_input_values("diffuse_texture", [texture])
+        material.set_input_values("project_uvw", [op.texture_file is not None])
+        material.set_input_values("world_or_object", [op.world_space])
+        material.set_input_values("texture_scale", [(op.texture_scale, op.texture_scale)])
+
+    def _bind_material(self, op: so.BindMaterial) -> None:
+        XformPrim(op.prim_path).apply_visual_materials(OmniPbrMaterial(op.material_path))
+
+    def _light(self, op: so.CreateLight) -> None:
+        if op.kind == "distant":
+            light: Any = DistantLight(op.path)
+        elif op.kind == "sphere":
+            light = SphereLight(op.path, radii=op.radius)
+            light.set_enabled_treat_as_points([False])
+        else:
+            raise ValueError(f"unknown light kind {op.kind!r}")
+        light.set_local_poses(translations=[op.pos], orientations=[op.quat])
+        light.set_intensities([op.intensity])
+        light.set_colors([op.color])
+        light.set_enabled_normalizations([False])
+        prim = light.prims[0]
+        UsdLux.LightAPI(prim).CreateSpecularAttr().Set(float(op.specular))
+        UsdLux.ShadowAPI.Apply(prim).CreateShadowEnableAttr().Set(bool(op.shadow))
+        if op.cone_angle_deg is not None:
+            shaping = UsdLux.ShapingAPI.Apply(prim)
+            shaping.CreateShapingConeAngleAttr().Set(float(op.cone_angle_deg))
+            shaping.CreateShapingConeSoftnessAttr().Set(float(op.cone_softness))
+        elif prim.HasAPI(UsdLux.ShapingAPI):
+            UsdLux.ShapingAPI(prim).CreateShapingConeAngleAttr().Set(180.0)  # no cone
+
+    def _dome(self, op: so.SetDomeLight) -> None:
+        dome = DomeLight(op.path)
+        dome.set_intensities([op.intensity])
+        dome.set_colors([op.color])
+        UsdLux.ShadowAPI.Apply(dome.prims[0]).CreateShadowEnableAttr().Set(False)
+
+    def _camera(self, op: so.CreateCamera) -> None:
+        camera = Camera(op.path)
+        camera.set_local_poses(translations=[op.pos], orientations=[op.quat])
+        camera.set_projections("perspective")
+        camera.set_focal_lengths([op.focal_length_mm / CAMERA_WRAPPER_UNIT])
+        camera.set_apertures(
+            horizontal_apertures=[op.horizontal_aperture_mm / CAMERA_WRAPPER_UNIT],
+            vertical_apertures=[op.vertical_aperture_mm / CAMERA_WRAPPER_UNIT],
+        )
+        camera.set_clipping_ranges(near_distances=[op.clipping_range[0]], far_distances=[op.clipping_range[1]])
+
+    # ------------------------------------------------------------------- wrappers
+    def _wrap_objects(
+        self, ops: tuple[so.StageOp, ...], robot_path: str
+    ) -> tuple[dict[str, tuple[Any, str]], dict[str, list[str]]]:
+        rigid = so.ops_of_type(ops, so.CreateRigidPrim)
+        robot_links = [(f"{robot_path}/{link}", "robot") for link in so.FRANKA_LINKS]
+        colliders = [*robot_links, (so.TABLE_PATH, "table"), *[(op.path, op.name) for op in rigid]]
+        objects: dict[str, tuple[Any, str]] = {}
+        contact_columns: dict[str, list[str]] = {}
+        for op in rigid:
+            if op.kinematic:
+                objects[op.name] = (RigidPrim(op.path), "kinematic")
+                continue
+            filters = [(path, name) for path, name in colliders if path != op.path]
+            wrapper = RigidPrim(op.path, contact_filter_paths=[path for path, _ in filters])
+            objects[op.name] = (wrapper, "dynamic")
+            contact_columns[op.name] = [name for _, name in filters]
+        for op in so.ops_of_type(ops, so.CreateVisualPrim):
+            objects[op.name] = (XformPrim(op.path), "visual")
+        return objects, contact_columns
+
+
+def read_rgb(handle: CameraHandle) -> np.ndarray:
+    """The camera's last rendered RGB frame, uint8 (height, width, 3)."""
+    data = handle.rgb.get_data(do_array_copy=True)
+    pixels = np.asarray(data["data"] if isinstance(data, dict) else data)
+    if pixels.ndim == 1:
+        pixels = pixels.reshape(handle.height, handle.width, -1)
+    if pixels.shape[:2] != (handle.height, handle.width):
+        raise RuntimeError(f"camera {handle.name!r}: rgb annotator returned shape {pixels.shape}")
+    return np.ascontiguousarray(pixels[..., :3].astype(np.uint8))
+
+
+def read_segmentation(handle: CameraHandle, names: list[str]) -> np.ndarray:
+    """int32 (height, width): index into ``names`` of the object seen at each pixel, -1 elsewhere."""
+    data = handle.segmentation.get_data(do_array_copy=True)
+    ids = np.asarray(data["data"]).reshape(handle.height, handle.width).astype(np.int64)
+    id_to_labels = data["info"]["idToLabels"]
+    lookup = {name: i for i, name in enumerate(names)}
+    table = np.full(int(ids.max(initial=0)) + 1, -1, dtype=np.int32)
+    for key, labels in id_to_labels.items():
+        label = labels.get(SEGMENTATION_TAXONOMY) if isinstance(labels, dict) else labels
+        if isinstance(label, str) and label in lookup and int(key) < len(table):
+            table[int(key)] = lookup[label]
+    return table[ids]
+
+
+def pose_arrays(wrapper: Any) -> tuple[np.ndarray, np.ndarray]:
+    """First prim's world position (3,) m and quaternion (4,) wxyz from a prim wrapper."""
+    positions, orientations = wrapper.get_world_poses()
+    return _numpy(positions)[0].astype(float), _numpy(orientations)[0].astype(float)
+
+
+def contact_pairs(handles: SceneHandles) -> frozenset[tuple[str, str]]:
+    """Touching (object, other) pairs by scene name, from the dynamic objects' contact matrices."""
+    pairs = set()
+    for name, (wrapper, kind) in handles.objects.items():
+        if kind != "dynamic":
+            continue
+        forces = _numpy(wrapper.get_contact_force_matrix())[0]
+        for column, other in enumerate(handles.contact_columns[name]):
+            if np.any(np.abs(forces[column]) > 0.0):
+                pairs.add((name, other))
+    return frozenset(pairs)
+
+
+def stage_metadata() -> dict[str, Any]:
+    """The ``sim2real`` custom layer data of the current stage (for debugging)."""
+    layer = stage_utils.get_current_stage(backend="usd").GetRootLayer()
+    return json.loads(json.dumps(dict(layer.customLayerData).get("sim2real", {}), default=str))
