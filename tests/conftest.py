@@ -25,3 +25,20 @@ def real_replay_dir() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/real_replay is not present")
     return path
+
+
+def run_tensorflow(script: str, *args: str) -> dict:
+    """Run ``script`` (which must ``np.savez(sys.argv[-1], ...)``) in a fresh interpreter and
+    return its arrays. TensorFlow always runs in its own process: its native library and
+    MuJoCo's EGL context, or zarr's codec threads, crash when they share one."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.npz"
+        subprocess.run([sys.executable, "-c", script, *args, str(out)], check=True)
+        with np.load(out) as data:
+            return {key: data[key] for key in data.files}

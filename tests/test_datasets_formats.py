@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_tensorflow
 
 from sim2real.datasets import (
     DATASET_READERS,
@@ -184,7 +185,8 @@ def test_writers_refuse_inconsistent_cameras(tmp_path, episodes, format_name):
 
 
 def test_registry_lists_formats(tmp_path):
-    assert DATASET_WRITERS.names() == DATASET_READERS.names() == ["hdf5", "rlds", "zarr"]
+    assert DATASET_WRITERS.names() == ["hdf5", "rlds", "zarr"]
+    assert DATASET_READERS.names() == ["hdf5", "rlds", "sharded", "zarr"]  # sharded: a view over shards
     with pytest.raises(UnknownNameError, match="known dataset writers: hdf5, rlds, zarr"):
         create_writer("parquet", tmp_path / "x")
 
@@ -515,48 +517,75 @@ def _with_last_episode(episode: Episode) -> Episode:
 # interop: TensorFlow Datasets loads what we write
 
 
+_TFDS_DUMP = """
+import sys, numpy as np, tensorflow_datasets as tfds
+builder = tfds.builder_from_directory(sys.argv[1])
+out = {"train_count": builder.info.splits["train"].num_examples, "val_count": builder.info.splits["val"].num_examples}
+loaded = [*tfds.as_numpy(builder.as_dataset(split="train")), *tfds.as_numpy(builder.as_dataset(split="val"))]
+for i, example in enumerate(loaded):
+    steps = list(example["steps"])
+    obs = [s["observation"] for s in steps]
+    for key in ("image", "wrist_image", "state"):
+        out[f"{i}/{key}"] = np.stack([o[key] for o in obs])
+    for key in ("action", "reward", "discount", "is_first", "is_last", "is_terminal"):
+        out[f"{i}/{key}"] = np.stack([s[key] for s in steps])
+    out[f"{i}/instructions"] = np.array(sorted({s["language_instruction"].decode() for s in steps}))
+    meta = example["episode_metadata"]
+    out[f"{i}/episode_id"] = np.array(meta["episode_id"].decode())
+    out[f"{i}/seed"] = np.array(int(meta["seed"]))
+    out[f"{i}/success"] = np.array(bool(meta["success"]))
+np.savez(sys.argv[-1], **out)
+"""
+
+
 @pytest.mark.interop
 def test_tfds_loads_our_rlds_like_the_zarr_copy(tmp_path, episodes):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("tensorflow_datasets")
     write_all("rlds", tmp_path / "rlds", episodes[:3], episodes_per_shard=2)
     write_all("rlds", tmp_path / "rlds", episodes[3:], split="val")
     zarr_copy = ZarrDataset(write_all("zarr", tmp_path / "e.zarr", episodes))
-    builder = tfds.builder_from_directory(str(rlds_version_dir(tmp_path / "rlds")))
-    assert builder.info.splits["train"].num_examples == 3 and builder.info.splits["val"].num_examples == 1
-    loaded = [*tfds.as_numpy(builder.as_dataset(split="train")), *tfds.as_numpy(builder.as_dataset(split="val"))]
-    for index, example in enumerate(loaded):
+    loaded = run_tensorflow(_TFDS_DUMP, str(rlds_version_dir(tmp_path / "rlds")))
+    assert int(loaded["train_count"]) == 3 and int(loaded["val_count"]) == 1
+    for index in range(len(episodes)):
         reference = zarr_copy.episode(index)
-        steps = list(example["steps"])
-        observation = [s["observation"] for s in steps]
-        assert np.array_equal(_stack(observation, "image"), reference.steps.images["front"])
-        assert np.array_equal(_stack(observation, "wrist_image"), reference.steps.images["wrist"])
-        assert _stack(observation, "state").tobytes() == reference.steps.state.tobytes()
+        assert np.array_equal(loaded[f"{index}/image"], reference.steps.images["front"])
+        assert np.array_equal(loaded[f"{index}/wrist_image"], reference.steps.images["wrist"])
+        assert loaded[f"{index}/state"].tobytes() == reference.steps.state.tobytes()
         for key in ("action", "reward", "discount", "is_first", "is_last", "is_terminal"):
-            assert _stack(steps, key).tobytes() == getattr(reference.steps, key).tobytes(), key
-        assert {s["language_instruction"].decode() for s in steps} == {reference.steps.language_instruction}
-        meta = example["episode_metadata"]
-        assert meta["episode_id"].decode() == reference.metadata.episode_id
-        assert int(meta["seed"]) == reference.metadata.seed and bool(meta["success"]) == reference.metadata.success
+            assert loaded[f"{index}/{key}"].tobytes() == getattr(reference.steps, key).tobytes(), key
+        assert list(loaded[f"{index}/instructions"]) == [reference.steps.language_instruction]
+        assert str(loaded[f"{index}/episode_id"]) == reference.metadata.episode_id
+        assert int(loaded[f"{index}/seed"]) == reference.metadata.seed
+        assert bool(loaded[f"{index}/success"]) == reference.metadata.success
 
 
-def _stack(steps: list[dict], key: str) -> np.ndarray:
-    return np.stack([step[key] for step in steps])
+_BRIDGE_DUMP = """
+import sys, numpy as np, tensorflow as tf, tensorflow_datasets as tfds
+from sim2real.datasets import RLDSDataset
+out = {}
+loaded = tfds.as_numpy(tfds.builder_from_directory(sys.argv[1]).as_dataset(split="train"))
+for i, example in enumerate(loaded):
+    steps = list(example["steps"])
+    out[f"{i}/action"] = np.stack([s["action"] for s in steps])
+    out[f"{i}/state"] = np.stack([s["observation"]["state"] for s in steps])
+    out[f"{i}/instruction"] = np.array(steps[0]["language_instruction"].decode())
+    out[f"{i}/image_0"] = np.stack([s["observation"]["image_0"] for s in steps])
+raw = RLDSDataset(sys.argv[1]).raw_example(0)["steps/observation/image_0"][1]
+out["accurate_0"] = np.stack([tf.io.decode_jpeg(b, dct_method="INTEGER_ACCURATE").numpy() for b in raw])
+np.savez(sys.argv[-1], **out)
+"""
 
 
 @pytest.mark.interop
 def test_our_reader_matches_tfds_on_bridge(bridge_dir):
-    tfds = pytest.importorskip("tensorflow_datasets")
-    import tensorflow as tf
-
+    pytest.importorskip("tensorflow_datasets")
     ours = list(RLDSDataset(bridge_dir))
-    loaded = tfds.as_numpy(tfds.builder_from_directory(str(bridge_dir)).as_dataset(split="train"))
-    for episode, example in zip(ours, loaded, strict=True):
-        steps = list(example["steps"])
-        assert np.stack([s["action"] for s in steps]).tobytes() == episode.steps.action.tobytes()
-        assert np.stack([s["observation"]["state"] for s in steps]).tobytes() == episode.steps.state[:, :7].tobytes()
-        assert steps[0]["language_instruction"].decode() == episode.steps.language_instruction
-        tfds_front = np.stack([s["observation"]["image_0"] for s in steps]).astype(int)
+    loaded = run_tensorflow(_BRIDGE_DUMP, str(bridge_dir))
+    assert len({k.split("/")[0] for k in loaded if "/" in k}) == len(ours)
+    for index, episode in enumerate(ours):
+        assert loaded[f"{index}/action"].tobytes() == episode.steps.action.tobytes()
+        assert loaded[f"{index}/state"].tobytes() == episode.steps.state[:, :7].tobytes()
+        assert str(loaded[f"{index}/instruction"]) == episode.steps.language_instruction
+        tfds_front = loaded[f"{index}/image_0"].astype(int)
         assert np.abs(tfds_front - episode.steps.images["front"]).mean() < 4.0  # TFDS decodes with the fast DCT
-    raw = RLDSDataset(bridge_dir).raw_example(0)["steps/observation/image_0"][1]
-    accurate = np.stack([tf.io.decode_jpeg(b, dct_method="INTEGER_ACCURATE").numpy() for b in raw])
-    assert np.array_equal(accurate, ours[0].steps.images["front"])
+    assert np.array_equal(loaded["accurate_0"], ours[0].steps.images["front"])

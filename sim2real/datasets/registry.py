@@ -29,6 +29,7 @@ _BUILTIN_FORMAT_MODULES = (
     "sim2real.datasets.zarr_format",
     "sim2real.datasets.rlds_format",
     "sim2real.datasets.hdf5_format",
+    "sim2real.datasets.sharded",
 )
 
 

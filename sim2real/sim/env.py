@@ -34,7 +34,7 @@ class Sim2RealEnv(gym.Env):
     def __init__(
         self,
         task: str,
-        backend: str = "mujoco",
+        backend: str | Backend = "mujoco",
         backend_config: BackendConfig | None = None,
         scene_sampler: SceneSampler | None = None,
         randomization: str | RandomizationConfig = "none",
@@ -45,7 +45,7 @@ class Sim2RealEnv(gym.Env):
     ) -> None:
         TASKS.get(task)  # fail early, listing the known tasks
         self.task = make_task(task)
-        self.backend: Backend = make_backend(backend, backend_config)
+        self.backend: Backend = make_backend(backend, backend_config) if isinstance(backend, str) else backend
         config = load_preset(randomization) if isinstance(randomization, str) else randomization
         self.sample = scene_sampler or (lambda name, seed: sample_scene(name, seed, config, split))
         self.max_steps = max_steps or self.task.max_steps

@@ -1,0 +1,72 @@
+"""Record scripted-expert episodes in the canonical schema (simulator imported lazily by the env)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import sim2real
+from sim2real.datasets.schema import Episode, EpisodeMetadata, EpisodeSteps
+from sim2real.sim.env import Sim2RealEnv
+from sim2real.sim.experts import make_expert
+from sim2real.sim.scene_spec import SceneSpec
+
+
+def derived_seed(base_seed: int, *path: int) -> int:
+    """A 63-bit seed derived from ``(base_seed, *path)``; independent of worker and order."""
+    state = np.random.SeedSequence([base_seed, *path]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    episode: Episode
+    success: bool
+
+
+def record_expert_episode(
+    env: Sim2RealEnv, scene: SceneSpec, expert_seed: int, expert_noise: float, episode_index: int, attempts: int
+) -> RolloutResult:
+    """Run the scripted expert on ``scene`` and return the episode: T steps, each the
+    observation before the action, the action, and the reward after it."""
+    obs, _ = env.reset(options={"scene": scene})
+    expert = make_expert(scene, np.random.default_rng(np.random.SeedSequence([expert_seed])), expert_noise)
+    frames: dict[str, list[np.ndarray]] = {camera: [] for camera in env.cameras}
+    states, actions, rewards = [], [], []
+    success = False
+    for _ in range(env.max_steps):
+        action = expert.act(env.backend.privileged_state())
+        for camera in env.cameras:
+            frames[camera].append(obs["image"][camera])
+        states.append(obs["state"])
+        actions.append(action)
+        obs, reward, terminated, truncated, info = env.step(action)
+        rewards.append(reward)
+        if terminated or truncated:
+            success = bool(info["success"])
+            break
+    length = len(actions)
+    is_last = np.zeros(length, bool)
+    is_last[-1] = True
+    steps = EpisodeSteps(
+        images={camera: np.stack(frames[camera]) for camera in env.cameras},
+        state=np.stack(states).astype(np.float32),
+        action=np.stack(actions).astype(np.float32),
+        reward=np.asarray(rewards, np.float32),
+        discount=np.ones(length, np.float32),
+        is_first=np.arange(length) == 0,
+        is_last=is_last,
+        is_terminal=is_last & success,
+        language_instruction=scene.instruction,
+    )
+    extras: dict[str, int | float | str] = {f"clip_{k}": int(v) for k, v in sorted(env.backend.clip_counts.items())}
+    extras.update({"attempts": attempts, "expert_noise": float(expert_noise)})
+    metadata = EpisodeMetadata(
+        episode_id=f"{scene.split}/{episode_index:07d}", episode_index=episode_index, seed=scene.seed,
+        task=scene.task, backend=type(env.backend).__name__.removesuffix("Backend").lower(), robot=scene.robot.name,
+        control_hz=float(env.backend.config.control_hz), split=scene.split, success=success,
+        scene_spec_json=scene.to_json(), scene_spec_hash=scene.content_hash(),
+        generator_version=sim2real.__version__, extras=extras,
+    )  # fmt: skip
+    return RolloutResult(Episode(steps, metadata), success)
