@@ -1,0 +1,50 @@
+"""Evaluation: closed-loop success, real-robot replay, sim-vs-real gap metrics and the report.
+
+:mod:`sim2real.evaluation.metrics` holds the pure metric functions (numpy/scipy only);
+:mod:`sim2real.evaluation.report` holds the metrics.json schema and the writer of the
+markdown report, plots and videos (it imports matplotlib only when it draws).
+"""
+
+from sim2real.evaluation.metrics import (
+    ActionErrors,
+    FactorBin,
+    SuccessRate,
+    TrajectoryErrors,
+    action_errors,
+    action_scale,
+    aggregate_trajectory_errors,
+    bootstrap_interval,
+    categorical_breakdown,
+    factor_breakdown,
+    frechet_distance,
+    frechet_distance_from_features,
+    mmrv,
+    open_loop_gap,
+    pearson_r,
+    ranking_agreement,
+    token_accuracy,
+    trajectory_errors,
+    wilson_interval,
+)
+
+__all__ = [
+    "ActionErrors",
+    "FactorBin",
+    "SuccessRate",
+    "TrajectoryErrors",
+    "action_errors",
+    "action_scale",
+    "aggregate_trajectory_errors",
+    "bootstrap_interval",
+    "categorical_breakdown",
+    "factor_breakdown",
+    "frechet_distance",
+    "frechet_distance_from_features",
+    "mmrv",
+    "open_loop_gap",
+    "pearson_r",
+    "ranking_agreement",
+    "token_accuracy",
+    "trajectory_errors",
+    "wilson_interval",
+]
