@@ -7,7 +7,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"gallery": "sim2real.gallery"}
+    commands = {"gallery": "sim2real.gallery", "inspect": "sim2real.inspect_dataset", "index": "sim2real.generation"}
     if not argv or argv[0] not in commands:
         print(f"usage: sim2real {{{','.join(sorted(commands))}}} [options]; known commands: {sorted(commands)}")
         raise SystemExit(2)

@@ -387,3 +387,18 @@ def build_index(root: str | Path) -> dict[str, Any]:
         info = dataset_info_json(RLDS_NAME, RLDS_VERSION, {config["split"]: split}, description)
         (version_dir / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``sim2real index OUTPUT_DIR``: merge the job manifests of a multi-node run and write the views."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="sim2real index", description=main.__doc__)
+    parser.add_argument("output_dir", type=Path)
+    manifest = build_index(parser.parse_args(argv).output_dir)
+    state = (
+        "complete"
+        if manifest["complete"]
+        else f"incomplete ({len(manifest['shards'])}/{manifest['num_shards']} shards)"
+    )
+    print(f"{manifest['num_episodes']} episodes in {len(manifest['shards'])} shards: {state}")

@@ -1,0 +1,46 @@
+"""Training loader throughput: samples/s through a torch DataLoader (2 cameras 128x128,
+history 2, chunk 4, batch 32) over a generated dataset.
+Usage: python benchmarks/bench_loader.py DATASET_PATH [--workers 2] [--batches 200]"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from torch.utils.data import DataLoader
+
+from sim2real.datasets.torch_dataset import ChunkedEpisodeDataset
+from sim2real.datasets.training_cache import load_training_data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("path")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    data = load_training_data(args.path)
+    print(f"cache ready in {time.perf_counter() - start:.1f} s: {data.num_episodes} episodes, {len(data.action)} steps")
+    dataset = ChunkedEpisodeDataset(data, range(data.num_episodes), history=2, chunk=4)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+                        persistent_workers=args.workers > 0, drop_last=True)  # fmt: skip
+    seen, batches = 0, 0
+    iterator = iter(loader)
+    next(iterator)  # start-up
+    start = time.perf_counter()
+    while batches < args.batches:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            iterator = iter(loader)
+            continue
+        seen += batch["actions"].shape[0]
+        batches += 1
+    elapsed = time.perf_counter() - start
+    print(f"{seen / elapsed:.0f} samples/s with {args.workers} loader workers (batch {args.batch_size})")
+
+
+if __name__ == "__main__":
+    main()
