@@ -150,6 +150,7 @@ class _ShardWriters:
         self.writers: dict[str, Any] = {}
         self.rlds: Any = None
         self.rlds_bytes = 0
+        self.seconds = 0.0  # time spent encoding and writing
         for name in config.formats:
             temp = _temp(paths[name])
             temp.parent.mkdir(parents=True, exist_ok=True)
@@ -160,13 +161,16 @@ class _ShardWriters:
                 self.writers[name] = DATASET_WRITERS.get(name)(temp)
 
     def write(self, episode: Any) -> None:
+        start = time.perf_counter()
         for writer in self.writers.values():
             writer.write(episode)
         if self.rlds is not None:
             self.rlds_bytes += self.rlds.write(self._encode(episode))
+        self.seconds += time.perf_counter() - start
 
     def commit(self) -> dict[str, dict[str, Any]]:
         """Close every writer and rename its output into place; return paths and checksums."""
+        start = time.perf_counter()
         for writer in self.writers.values():
             writer.close()
         if self.rlds is not None:
@@ -177,6 +181,7 @@ class _ShardWriters:
             _remove(final)
             os.replace(_temp(final), final)
             out[name] = {"path": str(final), "sha256": checksum(final), "bytes": _size(final)}
+        self.seconds += time.perf_counter() - start
         return out
 
 
@@ -231,6 +236,7 @@ def run_shard(job: ShardJob, progress: Any = None) -> dict[str, Any]:
             if progress is not None:
                 progress.put((1, int(result.success)))
         record["files"] = writers.commit()
+        record["write_seconds"] = writers.seconds
     finally:
         backend.close()
     record["seconds"] = time.perf_counter() - start

@@ -1,0 +1,53 @@
+"""Generation scaling and write cost: episodes/s with 1 and 2 workers, the share of time spent
+encoding and writing, and bytes per episode for each format.
+Usage: python benchmarks/bench_generation.py [--episodes 24] [--preset default]"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from sim2real.generation import GenerationConfig, generate
+from sim2real.randomizers.config import PRESETS_DIR
+
+
+def run(workers: int, episodes: int, preset: str, out: Path) -> tuple[float, dict]:
+    config = GenerationConfig(
+        task="all", num_episodes=episodes, shard_size=max(1, episodes // 4), workers=workers, output_dir=str(out),
+        progress=False, randomization=yaml.safe_load((PRESETS_DIR / f"{preset}.yaml").read_text()),
+    )  # fmt: skip
+    start = time.perf_counter()
+    manifest = generate(config)
+    return time.perf_counter() - start, manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--episodes", type=int, default=24)
+    parser.add_argument("--preset", default="default")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        times = {}
+        for workers in (1, 2):
+            seconds, manifest = run(workers, args.episodes, args.preset, Path(tmp) / f"w{workers}")
+            times[workers] = seconds
+            shards = manifest["shards"].values()
+            worker_seconds = sum(s["seconds"] for s in shards)
+            write_seconds = sum(s["write_seconds"] for s in shards)
+            print(f"{workers} worker(s): {args.episodes / seconds:.2f} episodes/s ({seconds:.1f} s wall); "
+                  f"encoding + writing = {write_seconds / worker_seconds:.1%} of worker time")  # fmt: skip
+        print(f"speed-up 1 -> 2 workers: {times[1] / times[2]:.2f}x")
+        for name in ("zarr", "rlds", "hdf5"):
+            total = sum(s["files"][name]["bytes"] for s in manifest["shards"].values())
+            print(f"{name:<5} {total / args.episodes / 1e6:.2f} MB per episode")
+        steps = sum(s["steps"] for s in manifest["shards"].values())
+        print(f"mean episode length {steps / args.episodes:.1f} steps; raw images "
+              f"{steps / args.episodes * 2 * 128 * 128 * 3 / 1e6:.2f} MB per episode")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
