@@ -69,7 +69,9 @@ def main() -> None:
     args = parser.parse_args()
     backend = make_backend("mujoco")
     sample_ms, total_ms = sample_and_apply_ms(backend, 50)
-    print(f"sample SceneSpec: {sample_ms:.2f} ms; sample + apply (no rebuild) + reset: {total_ms:.2f} ms (median of 50)")
+    print(
+        f"sample SceneSpec: {sample_ms:.2f} ms; sample + apply (no rebuild) + reset: {total_ms:.2f} ms (median of 50)"
+    )
     rates = {}
     for preset in ("none", "default", "heavy"):
         rates[preset] = throughput(backend, preset, args.scenes)

@@ -34,7 +34,9 @@ class PrivilegedState:
 
     ``ee_pos`` (3,) m and ``ee_mat`` (3, 3) are the TCP pose (z up when the gripper points
     down); ``gripper_opening`` is the finger distance (m); ``joint_positions`` (n,) rad;
-    ``contacts`` lists pairs of touching bodies by scene name (``robot``, ``table``, objects).
+    ``contacts`` lists pairs of touching bodies by scene name (``robot``, ``table``, objects);
+    ``robot_contact_force`` is the largest contact normal force on the robot and
+    ``robot_table_force`` the largest between robot and table (N).
     """
 
     ee_pos: np.ndarray
@@ -44,6 +46,8 @@ class PrivilegedState:
     joint_positions: np.ndarray
     objects: Mapping[str, ObjectState]
     contacts: frozenset[tuple[str, str]] = field(default_factory=frozenset)
+    robot_contact_force: float = 0.0
+    robot_table_force: float = 0.0
     time: float = 0.0
 
     def touching(self, a: str, b: str) -> bool:
@@ -97,6 +101,7 @@ class Backend(Protocol):
 
 BACKENDS: Registry[str] = Registry("backend")
 BACKENDS.register("mujoco")("sim2real.sim.mujoco.backend:MujocoBackend")
+BACKENDS.register("isaac")("sim2real.sim.isaac.backend:IsaacBackend")
 
 
 def make_backend(name: str, config: BackendConfig | None = None) -> Backend:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,9 +15,8 @@ from sim2real.sim.geometry import rotation_error, rpy_to_matrix, symmetric_yaw_e
 from sim2real.sim.scene_spec import ObjectSpec, SceneSpec
 
 OPEN, CLOSED = 1.0, 0.0
-#: Proportional gain multiplier per action latency (0, 1, 2+ steps): delayed P control is
-#: stable below ~1.0, ~0.62 and ~0.45 respectively.
-LATENCY_GAIN = (1.0, 0.55, 0.38)
+#: Proportional gain multiplier per action latency (0, 1, 2+ steps), used with the predictor.
+LATENCY_GAIN = (1.0, 0.8, 0.7)
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,9 @@ class Expert:
     """Runs phases in order. ``noise_scale`` (m) adds Gaussian noise to the position part of
     each action (drawn from the explicit ``rng``) so demonstrations include recoveries.
 
-    The expert knows the scene's action latency (privileged information): it lowers its
-    position gain so that delayed proportional control does not oscillate, and holds the
-    gripper phases (``min_steps``) longer by the delay."""
+    The expert knows the scene's action latency (privileged information): it predicts where
+    its still-queued actions will take the TCP (a Smith predictor) and aims from there, lowers
+    its gain a little, and holds the gripper phases (``min_steps``) longer by the delay."""
 
     max_position_step = 0.05
     max_rotation_step = 0.3
@@ -59,6 +59,7 @@ class Expert:
         self.rng = rng
         self.noise_scale = noise_scale
         self.latency = scene.dynamics.action_latency_steps
+        self._pending: deque[np.ndarray] = deque(maxlen=max(self.latency, 1))
         self.gain = self.position_gain * LATENCY_GAIN[min(self.latency, len(LATENCY_GAIN) - 1)]
         self.phases = self.plan(scene)
         self.phase_index = 0
@@ -94,13 +95,16 @@ class Expert:
         return self._action(state, Waypoint(state.ee_pos, last.yaw, last.gripper), self.max_position_step)
 
     def _action(self, state: PrivilegedState, waypoint: Waypoint, max_step: float) -> np.ndarray:
-        delta = self.gain * (waypoint.pos - state.ee_pos)
+        predicted = state.ee_pos + (sum(self._pending) if self.latency else 0.0)
+        delta = self.gain * (waypoint.pos - predicted)
         norm = np.linalg.norm(delta)
         if norm > max_step:
             delta *= max_step / norm
         if self.noise_scale > 0:
             delta = delta + self.rng.normal(0.0, self.noise_scale, size=3)
         target_mat = rpy_to_matrix(np.array([0.0, 0.0, waypoint.yaw]))
+        if self.latency:
+            self._pending.append(delta.copy())
         rot = rotation_error(target_mat, state.ee_mat)
         rot = np.clip(self.gain * rot, -self.max_rotation_step, self.max_rotation_step)
         return np.r_[delta, rot, waypoint.gripper].astype(np.float32)

@@ -12,7 +12,7 @@ from sim2real.sim.scene_spec import ObjectSpec, SceneSpec
 
 HOVER = 0.12  # m above the grasp point
 LIFT_Z = 0.20  # m, transport height of the TCP
-MIN_GRASP_Z = 0.016  # m, keeps the fingertips off the table
+MIN_GRASP_Z = 0.024  # m: the finger pads reach 16.4 mm below the TCP; keep 5 mm off the table
 
 
 def _grasp_z(obj: ObjectSpec, state: PrivilegedState) -> float:
@@ -56,8 +56,8 @@ class _PickAndRelease(Expert):
         return [
             Phase("approach", lambda s: Waypoint(above(s, HOVER), yaw(s), OPEN), tolerance=0.02, max_steps=25),
             Phase("pre_grasp", lambda s: Waypoint(above(s, 0.04), yaw(s), OPEN), tolerance=0.008, max_steps=15),
-            Phase("descend", lambda s: Waypoint(above(s, 0.0), yaw(s), OPEN), tolerance=0.005, max_steps=12,
-                  max_position_step=0.03),
+            Phase("descend", lambda s: Waypoint(above(s, 0.0), yaw(s), OPEN), tolerance=0.005, max_steps=15,
+                  max_position_step=0.015),
             Phase("grasp", remember, tolerance=1.0, min_steps=4, max_steps=4),
             Phase("lift", lambda s: Waypoint(np.r_[hold_point(s)[:2], LIFT_Z], yaw(s), CLOSED), tolerance=0.02,
                   max_steps=15),
@@ -97,7 +97,7 @@ class PushExpert(Expert):
     """Closes the gripper, drops behind the object on the far side from the target, and
     pushes it along the line to the target's centre."""
 
-    push_height = 0.018
+    push_height = 0.04
 
     def plan(self, scene: SceneSpec) -> list[Phase]:
         obj = scene.objects[0]

@@ -19,7 +19,9 @@ from typing import Any
 
 ISAAC_SIM_VERSION = "6.2.0.0"
 ISAAC_PYTHON = (3, 12)
-INSTALL_COMMAND = f"pip install 'isaacsim[all,extscache]=={ISAAC_SIM_VERSION}' --extra-index-url https://pypi.nvidia.com"
+INSTALL_COMMAND = (
+    f"pip install 'isaacsim[all,extscache]=={ISAAC_SIM_VERSION}' --extra-index-url https://pypi.nvidia.com"
+)
 _PY = f"{ISAAC_PYTHON[0]}.{ISAAC_PYTHON[1]}"
 _HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
 INSTALL_HELP = f"""Isaac Sim is not installed in this Python environment (the 'isaacsim' package is missing).

@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -59,6 +59,9 @@ from sim2real.sim.isaac.stage_ops import (
 )
 from sim2real.sim.robots import ROBOTS
 from sim2real.sim.scene_spec import SceneSpec
+
+if TYPE_CHECKING:  # the executor imports Isaac Sim; only its types are needed here
+    from sim2real.sim.isaac.executor import SceneHandles
 
 __all__ = ["IsaacBackend", "IsaacNotInstalledError", "IsaacOptions"]
 
@@ -132,7 +135,7 @@ class IsaacBackend:
         texture_dir = Path(self.options.texture_dir or tempfile.mkdtemp(prefix="sim2real_isaac_textures_"))
         self._executor = executor.StageExecutor(texture_dir, self.options.assets_root)
         self._structure: tuple | None = None
-        self._handles: Any = None
+        self._handles: SceneHandles | None = None
         self._ops: tuple[StageOp, ...] = ()
         self.scene: SceneSpec | None = None
         self.sensor_noise: SetSensorNoise | None = None
@@ -147,19 +150,18 @@ class IsaacBackend:
     def reset(self, scene: SceneSpec) -> None:
         """Build (if the structure changed) or update the stage, restart physics from it, and set
         ``scene``'s initial state."""
-        ops = scene_to_ops(
-            scene, self.config.physics_hz, self.config.control_hz, self.config.shadows,
-            robot_asset=self.options.robot_usd or FRANKA_USD, physics_device=self.options.physics_device,
-        )  # fmt: skip
+        asset = self.options.robot_usd or FRANKA_USD
+        ops = scene_to_ops(scene, self.config, robot_asset=asset, physics_device=self.options.physics_device)
         key = structure_key(ops)
         if key != self._structure:
+            self._structure = None  # until the new stage is complete
             self._executor.new_stage()
-            self._structure = key
             self.rebuilds += 1
         else:
             self._executor.stop()
         self._executor.author(ops)
         self._handles = self._executor.start(ops)
+        self._structure = key
         self._executor.reset_state(ops, self._handles)
         self._ops = ops
         self.scene = scene
@@ -171,7 +173,7 @@ class IsaacBackend:
         self._frame_stale = True
 
     # ---------------------------------------------------------------- control
-    def _require_scene(self) -> Any:
+    def _require_scene(self) -> SceneHandles:
         if self.scene is None or self._handles is None:
             raise RuntimeError("call reset(scene) first")
         return self._handles
@@ -261,13 +263,14 @@ class IsaacBackend:
     def privileged_state(self) -> PrivilegedState:
         handles = self._require_scene()
         pos, mat = self._tcp()
+        assert self.scene is not None
         objects = {}
-        for name, (wrapper, kind) in handles.objects.items():
-            obj_pos, obj_quat = self._ex.pose_arrays(wrapper)
+        for obj in self.scene.objects:
+            obj_pos, obj_quat = self._ex.pose_arrays(handles.prim(obj.name))
             linvel = np.zeros(3)
-            if kind == "dynamic":
-                linvel = _numpy(wrapper.get_velocities()[0])[0].astype(float)
-            objects[name] = ObjectState(obj_pos, obj_quat, linvel)
+            if obj.name in handles.dynamic:
+                linvel = _numpy(handles.dynamic[obj.name].get_velocities()[0])[0].astype(float)
+            objects[obj.name] = ObjectState(obj_pos, obj_quat, linvel)
         return PrivilegedState(
             ee_pos=pos,
             ee_mat=mat,

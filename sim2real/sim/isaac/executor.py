@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import isaacsim.core.experimental.utils.app as app_utils
 import isaacsim.core.experimental.utils.physics as physics_utils
@@ -46,7 +46,7 @@ from isaacsim.core.experimental.objects import (
 )
 from isaacsim.core.experimental.prims import Articulation, RigidPrim, XformPrim
 from isaacsim.core.rendering_manager import RenderingManager
-from isaacsim.core.simulation_manager import SimulationManager
+from isaacsim.core.simulation_manager import PhysicsScene, SimulationManager
 from isaacsim.storage.native import get_assets_root_path
 from pxr import UsdLux, UsdPhysics
 
@@ -59,6 +59,28 @@ CAMERA_WRAPPER_UNIT = 10.0
 SEGMENTATION_TAXONOMY = "class"
 
 
+class Annotator(Protocol):
+    """omni.replicator.core annotator (external API): the part used here."""
+
+    def attach(self, render_products: list[Any]) -> None: ...
+
+    def detach(self) -> None: ...
+
+    def get_data(self, do_array_copy: bool = True) -> Any: ...
+
+
+class RenderProduct(Protocol):
+    """omni.replicator.core render product (external API): the part used here."""
+
+    def destroy(self) -> None: ...
+
+
+class TensorSimulationView(Protocol):
+    """omni.physics.tensors simulation view (external API): the part used here."""
+
+    def update_articulations_kinematic(self) -> Any: ...
+
+
 @dataclass
 class CameraHandle:
     """A camera's render product and annotators; ``width`` x ``height`` px."""
@@ -67,9 +89,9 @@ class CameraHandle:
     path: str
     width: int
     height: int
-    render_product: Any
-    rgb: Any
-    segmentation: Any
+    render_product: RenderProduct
+    rgb: Annotator
+    segmentation: Annotator
 
 
 @dataclass
@@ -77,9 +99,9 @@ class SceneHandles:
     """Wrappers over the simulated prims, valid while the timeline plays.
 
     ``arm_dofs`` / ``finger_dofs``: DOF indices of the Franka joints in the articulation;
-    ``hand_link``: the hand's link index; ``objects``: per object, ``(wrapper, kind)`` with kind
-    ``dynamic``, ``kinematic`` or ``visual``; ``contact_columns``: per dynamic object, the scene
-    name of each column of its contact force matrix.
+    ``hand_link``: the hand's link index; objects by scene name: ``dynamic`` rigid bodies,
+    ``kinematic`` (static) bodies and ``visual`` prims; ``contact_columns``: per dynamic object,
+    the scene name of each column of its contact force matrix.
     """
 
     robot: Articulation
@@ -87,9 +109,18 @@ class SceneHandles:
     arm_dofs: list[int]
     finger_dofs: list[int]
     hand_link: int
-    objects: dict[str, tuple[Any, str]]
+    dynamic: dict[str, RigidPrim]
+    kinematic: dict[str, RigidPrim]
+    visual: dict[str, XformPrim]
     contact_columns: dict[str, list[str]]
     cameras: dict[str, CameraHandle] = field(default_factory=dict)
+
+    def prim(self, name: str) -> XformPrim:
+        """The wrapper of a scene object by name."""
+        for group in (self.dynamic, self.kinematic, self.visual):
+            if name in group:
+                return group[name]
+        raise KeyError(f"no object {name!r} in the stage")
 
 
 def _numpy(data: Any) -> np.ndarray:
@@ -163,19 +194,23 @@ class StageExecutor:
         robot_op = so.ops_of_type(ops, so.AddRobot)[0]
         robot = Articulation(robot_op.path)
         hand = RigidPrim(f"{robot_op.path}/{so.FRANKA_HAND_LINK}")
-        objects, contact_columns = self._wrap_objects(ops, robot_op.path)
+        dynamic, kinematic, visual, contact_columns = self._wrap_objects(ops, robot_op.path)
         app_utils.play()
         SimulationManager.initialize_physics()
         arm_dofs = [int(i) for i in _numpy(robot.get_dof_indices(list(robot_op.arm_joints)))]
         finger_dofs = [int(i) for i in _numpy(robot.get_dof_indices(list(robot_op.finger_joints)))]
         hand_link = int(_numpy(robot.get_link_indices(so.FRANKA_HAND_LINK)).reshape(-1)[0])
-        handles = SceneHandles(robot, hand, arm_dofs, finger_dofs, hand_link, objects, contact_columns)
+        handles = SceneHandles(
+            robot, hand, arm_dofs, finger_dofs, hand_link, dynamic, kinematic, visual, contact_columns
+        )  # fmt: skip
         self.apply_runtime(ops, handles)
         handles.cameras = self.attach_cameras(ops)
         return handles
 
     def apply_runtime(self, ops: tuple[so.StageOp, ...], handles: SceneHandles) -> None:
-        """Values written through the physics tensor API (timeline playing): gains, gravity, masses."""
+        """Values written through the physics tensor API (timeline playing): drive gains and robot
+        gravity. (Object masses are authored in USD with ``UsdPhysics.MassAPI``, so PhysX derives
+        the inertia from them when it parses the stage.)"""
         robot = handles.robot
         for op in ops:
             if isinstance(op, so.SetJointGains):
@@ -186,9 +221,6 @@ class StageExecutor:
                 )  # fmt: skip
             elif isinstance(op, so.SetRobotGravity):
                 robot.set_link_enabled_gravities([op.enabled])
-            elif isinstance(op, so.CreateRigidPrim) and not op.kinematic:
-                wrapper, _ = handles.objects[op.name]
-                wrapper.set_masses([op.mass])
 
     def reset_state(self, ops: tuple[so.StageOp, ...], handles: SceneHandles) -> None:
         """Initial joint state, object poses and zero velocities (timeline playing)."""
@@ -201,11 +233,12 @@ class StageExecutor:
         robot.set_dof_position_targets(q, dof_indices=dofs)
         for op in ops:
             if isinstance(op, so.CreateRigidPrim | so.CreateVisualPrim):
-                wrapper, kind = handles.objects[op.name]
-                wrapper.set_world_poses(positions=[op.pos], orientations=[op.quat])
-                if kind == "dynamic":
-                    wrapper.set_velocities(linear_velocities=[(0.0, 0.0, 0.0)], angular_velocities=[(0.0, 0.0, 0.0)])
-        view = SimulationManager.get_physics_simulation_view()
+                prim: XformPrim = handles.prim(op.name)
+                prim.set_world_poses(positions=[op.pos], orientations=[op.quat])
+        body: RigidPrim
+        for body in handles.dynamic.values():
+            body.set_velocities(linear_velocities=[(0.0, 0.0, 0.0)], angular_velocities=[(0.0, 0.0, 0.0)])
+        view: TensorSimulationView | None = SimulationManager.get_physics_simulation_view()
         if view is not None:  # propagate the new joint positions to the link poses
             view.update_articulations_kinematic()
 
@@ -215,10 +248,10 @@ class StageExecutor:
         for op in so.ops_of_type(ops, so.CreateCamera):
             if op.name in self._cameras:
                 continue
-            product = rep.create.render_product(op.path, (op.width, op.height))
-            rgb = rep.AnnotatorRegistry.get_annotator("rgb")
+            product: RenderProduct = rep.create.render_product(op.path, (op.width, op.height))
+            rgb: Annotator = rep.AnnotatorRegistry.get_annotator("rgb")
             rgb.attach([product])
-            segmentation = rep.AnnotatorRegistry.get_annotator(
+            segmentation: Annotator = rep.AnnotatorRegistry.get_annotator(
                 "semantic_segmentation", init_params={"colorize": False, "semanticTypes": [SEGMENTATION_TAXONOMY]}
             )
             segmentation.attach([product])
@@ -261,6 +294,7 @@ class StageExecutor:
     def _configure_physics(self, op: so.ConfigurePhysics) -> None:
         SimulationManager.setup_simulation(dt=op.physics_dt, device=op.device)
         RenderingManager.set_dt(op.rendering_dt)
+        scene: PhysicsScene
         for scene in SimulationManager.get_physics_scenes():
             scene.set_gravity(op.gravity)
 
@@ -385,11 +419,13 @@ class StageExecutor:
         XformPrim(op.prim_path).apply_visual_materials(OmniPbrMaterial(op.material_path))
 
     def _light(self, op: so.CreateLight) -> None:
+        light: DistantLight | SphereLight
         if op.kind == "distant":
-            light: Any = DistantLight(op.path)
+            light = DistantLight(op.path)
         elif op.kind == "sphere":
-            light = SphereLight(op.path, radii=op.radius)
-            light.set_enabled_treat_as_points([False])
+            sphere = SphereLight(op.path, radii=op.radius)
+            sphere.set_enabled_treat_as_points([False])
+            light = sphere
         else:
             raise ValueError(f"unknown light kind {op.kind!r}")
         light.set_local_poses(translations=[op.pos], orientations=[op.quat])
@@ -424,25 +460,28 @@ class StageExecutor:
         camera.set_clipping_ranges(near_distances=[op.clipping_range[0]], far_distances=[op.clipping_range[1]])
 
     # ------------------------------------------------------------------- wrappers
-    def _wrap_objects(
-        self, ops: tuple[so.StageOp, ...], robot_path: str
-    ) -> tuple[dict[str, tuple[Any, str]], dict[str, list[str]]]:
+    def _wrap_objects(self, ops: tuple[so.StageOp, ...], robot_path: str) -> tuple[
+        dict[str, RigidPrim], dict[str, RigidPrim], dict[str, XformPrim], dict[str, list[str]]
+    ]:  # fmt: skip
         rigid = so.ops_of_type(ops, so.CreateRigidPrim)
+        stage = stage_utils.get_current_stage(backend="usd")
         robot_links = [(f"{robot_path}/{link}", "robot") for link in so.FRANKA_LINKS]
         colliders = [*robot_links, (so.TABLE_PATH, "table"), *[(op.path, op.name) for op in rigid]]
-        objects: dict[str, tuple[Any, str]] = {}
+        colliders = [(path, name) for path, name in colliders if stage.GetPrimAtPath(path).IsValid()]
+        dynamic: dict[str, RigidPrim] = {}
+        kinematic: dict[str, RigidPrim] = {}
         contact_columns: dict[str, list[str]] = {}
         for op in rigid:
             if op.kinematic:
-                objects[op.name] = (RigidPrim(op.path), "kinematic")
+                kinematic[op.name] = RigidPrim(op.path)
                 continue
             filters = [(path, name) for path, name in colliders if path != op.path]
-            wrapper = RigidPrim(op.path, contact_filter_paths=[path for path, _ in filters])
-            objects[op.name] = (wrapper, "dynamic")
+            body = RigidPrim(op.path, contact_filter_paths=[path for path, _ in filters])
+            body.set_enabled_contact_tracking([True])
+            dynamic[op.name] = body
             contact_columns[op.name] = [name for _, name in filters]
-        for op in so.ops_of_type(ops, so.CreateVisualPrim):
-            objects[op.name] = (XformPrim(op.path), "visual")
-        return objects, contact_columns
+        visual = {op.name: XformPrim(op.path) for op in so.ops_of_type(ops, so.CreateVisualPrim)}
+        return dynamic, kinematic, visual, contact_columns
 
 
 def read_rgb(handle: CameraHandle) -> np.ndarray:
@@ -470,19 +509,18 @@ def read_segmentation(handle: CameraHandle, names: list[str]) -> np.ndarray:
     return table[ids]
 
 
-def pose_arrays(wrapper: Any) -> tuple[np.ndarray, np.ndarray]:
+def pose_arrays(prim: XformPrim) -> tuple[np.ndarray, np.ndarray]:
     """First prim's world position (3,) m and quaternion (4,) wxyz from a prim wrapper."""
-    positions, orientations = wrapper.get_world_poses()
+    positions, orientations = prim.get_world_poses()
     return _numpy(positions)[0].astype(float), _numpy(orientations)[0].astype(float)
 
 
 def contact_pairs(handles: SceneHandles) -> frozenset[tuple[str, str]]:
     """Touching (object, other) pairs by scene name, from the dynamic objects' contact matrices."""
     pairs = set()
-    for name, (wrapper, kind) in handles.objects.items():
-        if kind != "dynamic":
-            continue
-        forces = _numpy(wrapper.get_contact_force_matrix())[0]
+    body: RigidPrim
+    for name, body in handles.dynamic.items():
+        forces = _numpy(body.get_contact_force_matrix())[0]
         for column, other in enumerate(handles.contact_columns[name]):
             if np.any(np.abs(forces[column]) > 0.0):
                 pairs.add((name, other))

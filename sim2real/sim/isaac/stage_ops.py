@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from sim2real.sim import shapes
+from sim2real.sim.backend import BackendConfig
 from sim2real.sim.geometry import look_at_matrix, matrix_to_quat_wxyz, yaw_to_quat_wxyz
 from sim2real.sim.isaac.kinematics import project_to_franka
 from sim2real.sim.robots import ROBOTS
@@ -77,7 +78,9 @@ GROUND_PATH = "/World/Ground"
 TABLE_PATH = "/World/Table"
 BACKDROP_PATH = "/World/Backdrop"
 
-#: Franka Panda asset, relative to ``isaacsim.storage.native.get_assets_root_path()`` (Isaac Sim 6.x).
+#: Franka Panda asset, relative to ``isaacsim.storage.native.get_assets_root_path()``: the path the
+#: Isaac Sim 6.2 ``isaacsim.core.experimental`` API examples load (links ``<root>/panda_link0`` ..
+#: ``panda_link7``, ``panda_hand``, ``panda_leftfinger``, ``panda_rightfinger``).
 FRANKA_USD = "/Isaac/Robots_Multiphysics/FrankaRobotics/FrankaPanda/franka/franka.usda"
 FRANKA_ARM_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
 FRANKA_FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
@@ -625,14 +628,17 @@ def texture_file_name(spec: TextureSpec, size: int) -> str:
 
 
 def omnipbr_material(
-    path: str, spec: MaterialSpec, size: int, repeat: float, world_space: bool
+    path: str, spec: MaterialSpec, size: int, repeat: float, world_space: bool, reflections: bool = True
 ) -> CreateOmniPBRMaterial:
-    """The OmniPBR parameters of a SceneSpec material (see :class:`CreateOmniPBRMaterial`)."""
+    """The OmniPBR parameters of a SceneSpec material (see :class:`CreateOmniPBRMaterial`);
+    ``reflections = False`` (``BackendConfig.reflections``) drops the reflectance, as the MuJoCo
+    backend renders no mirror reflections then."""
     r, g, b, a = (float(v) for v in spec.rgba)
     textured = spec.texture is not None
     return CreateOmniPBRMaterial(
         path=path, diffuse=(1.0, 1.0, 1.0) if textured else (r, g, b), opacity=a,
-        roughness=float(np.clip(1.0 - spec.shininess, 0.0, 1.0)), metallic=float(np.clip(spec.reflectance, 0.0, 1.0)),
+        roughness=float(np.clip(1.0 - spec.shininess, 0.0, 1.0)),
+        metallic=float(np.clip(spec.reflectance, 0.0, 1.0)) if reflections else 0.0,
         specular_level=float(spec.specular), texture=spec.texture,
         texture_file=texture_file_name(spec.texture, size) if spec.texture is not None else None,
         texture_size=size, texture_scale=repeat, world_space=world_space,
@@ -717,7 +723,7 @@ def camera_op(cam: CameraSpec) -> CreateCamera:
     )  # fmt: skip
 
 
-def object_ops(obj: ObjectSpec) -> list[StageOp]:
+def object_ops(obj: ObjectSpec, reflections: bool = True) -> list[StageOp]:
     """Prim, looks, physics material and labels of one SceneSpec object."""
     name = sanitize_name(obj.name)
     path = f"{OBJECTS_PATH}/{name}"
@@ -732,20 +738,25 @@ def object_ops(obj: ObjectSpec) -> list[StageOp]:
         friction = float(obj.friction)
         ops.append(BindPhysicsMaterial(path, f"{PHYSICS_MATERIALS_PATH}/{name}", friction, friction))
     material = omnipbr_material(f"{LOOKS_PATH}/obj_{name}", obj.material, OBJECT_TEXTURE_SIZE, TEXTURE_REPEAT["object"],
-                                world_space=False)  # fmt: skip
+                                world_space=False, reflections=reflections)  # fmt: skip
     ops += [material, BindMaterial(path, material.path)]
     ops.append(SetSemanticLabels(path, (("class", obj.name), ("color", obj.color), ("role", obj.role))))
     return ops
 
 
-def scene_to_ops(scene: SceneSpec, physics_hz: float = 500.0, control_hz: float = 10.0, shadows: bool = False,
-                 robot_asset: str = FRANKA_USD, physics_device: str = "cpu") -> tuple[StageOp, ...]:  # fmt: skip
+def scene_to_ops(
+    scene: SceneSpec, config: BackendConfig | None = None, *, robot_asset: str = FRANKA_USD, physics_device: str = "cpu"
+) -> tuple[StageOp, ...]:
     """Every operation that builds and resets ``scene``, in execution order.
 
-    ``physics_hz`` / ``control_hz`` (Hz) set the physics and rendering steps; ``shadows`` gates
-    the shadows lights request (as ``BackendConfig.shadows``); ``robot_asset`` overrides the
-    Franka USD path.
+    From ``config`` (default ``BackendConfig()``): ``physics_hz`` / ``control_hz`` (Hz) set the
+    physics and rendering steps; ``shadows`` gates the shadows lights request; ``reflections``
+    gates material reflectance. ``robot_asset`` overrides the Franka USD path;
+    ``physics_device`` is ``cpu`` or a CUDA device.
     """
+    config = config or BackendConfig()
+    physics_hz, control_hz, shadows = config.physics_hz, config.control_hz, config.shadows
+    reflections = bool(getattr(config, "reflections", False))
     if physics_hz <= 0 or control_hz <= 0:
         raise ValueError(f"rates must be positive, got physics_hz={physics_hz}, control_hz={control_hz}")
     robot = ROBOTS.get(scene.robot.name)
@@ -771,7 +782,8 @@ def scene_to_ops(scene: SceneSpec, physics_hz: float = 500.0, control_hz: float 
     ]  # fmt: skip
     for surface, prim in (("table", TABLE_PATH), ("floor", GROUND_PATH), ("backdrop", BACKDROP_PATH)):
         material = omnipbr_material(f"{LOOKS_PATH}/surface_{surface}", getattr(scene.surfaces, surface),
-                                    SURFACE_TEXTURE_SIZE, TEXTURE_REPEAT[surface], world_space=True)  # fmt: skip
+                                    SURFACE_TEXTURE_SIZE, TEXTURE_REPEAT[surface], world_space=True,
+                                    reflections=reflections)  # fmt: skip
         ops += [material, BindMaterial(prim, material.path)]
     for prim in (TABLE_PATH, GROUND_PATH):
         ops.append(BindPhysicsMaterial(prim, f"{PHYSICS_MATERIALS_PATH}/{prim.rsplit('/', 1)[1].lower()}",
@@ -793,7 +805,7 @@ def scene_to_ops(scene: SceneSpec, physics_hz: float = 500.0, control_hz: float 
     if duplicates:
         raise ValueError(f"object names must be unique; repeated: {duplicates}")
     for obj in scene.objects:
-        ops += object_ops(obj)
+        ops += object_ops(obj, reflections)
     ops += [light_op(i, light, shadows) for i, light in enumerate(scene.lights)]
     ops.append(dome_op(scene.lights))
     cameras = [c.name for c in scene.cameras]
@@ -857,7 +869,7 @@ FIELD_MAP: dict[str, str] = {
     "objects[].material.rgba": "CreateOmniPBRMaterial.diffuse: rgb -> diffuse_color_constant, a -> opacity",
     "objects[].material.specular": "CreateOmniPBRMaterial.specular_level",
     "objects[].material.shininess": "CreateOmniPBRMaterial.roughness: 1 - shininess",
-    "objects[].material.reflectance": "CreateOmniPBRMaterial.metallic",
+    "objects[].material.reflectance": "CreateOmniPBRMaterial.metallic: when BackendConfig.reflections is on",
     "objects[].material.texture.family": "CreateOmniPBRMaterial.texture: PNG via render_texture",
     "objects[].material.texture.rgb1": "CreateOmniPBRMaterial.texture: PNG via render_texture",
     "objects[].material.texture.rgb2": "CreateOmniPBRMaterial.texture: PNG via render_texture",
@@ -915,4 +927,3 @@ def field_map_targets() -> list[tuple[str, str, str]]:
 def op_field_names(kind: type[StageOp]) -> set[str]:
     """Field names of an op class."""
     return {f.name for f in fields(kind)}
-

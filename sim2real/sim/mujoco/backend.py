@@ -197,6 +197,7 @@ class MujocoBackend:
 
     def privileged_state(self) -> PrivilegedState:
         data = self.data
+        contacts, robot_force, table_force = self._contacts()
         objects = {}
         for name, body in self._object_bodies.items():
             linvel = np.zeros(3)
@@ -210,20 +211,34 @@ class MujocoBackend:
             gripper_max_opening=self.robot.gripper_max_opening,
             joint_positions=data.qpos[self._arm_qpos].copy(),
             objects=objects,
-            contacts=self._contacts(),
+            contacts=contacts,
+            robot_contact_force=robot_force,
+            robot_table_force=table_force,
             time=float(data.time),
         )
 
-    def _contacts(self) -> frozenset[tuple[str, str]]:
+    def _contacts(self) -> tuple[frozenset[tuple[str, str]], float, float]:
+        """Touching body pairs by scene name, the largest contact normal force (N) on the robot,
+        and the largest one between the robot and the table."""
         model, data = self.model, self.data
+        if data.ncon == 0:
+            return frozenset(), 0.0, 0.0
+        bodies1 = model.geom_bodyid[data.contact.geom1[: data.ncon]]
+        bodies2 = model.geom_bodyid[data.contact.geom2[: data.ncon]]
         pairs = set()
-        for i in range(data.ncon):
-            contact = data.contact[i]
-            a = self._body_names.get(model.geom_bodyid[contact.geom1])
-            b = self._body_names.get(model.geom_bodyid[contact.geom2])
-            if a is not None and b is not None and a != b:
-                pairs.add((a, b))
-        return frozenset(pairs)
+        max_force = table_force = 0.0
+        wrench = np.zeros(6)
+        for i, (b1, b2) in enumerate(zip(bodies1, bodies2, strict=True)):
+            a, b = self._body_names.get(int(b1)), self._body_names.get(int(b2))
+            if a is None or b is None or a == b:
+                continue
+            pairs.add((a, b))
+            if "robot" in (a, b):
+                mujoco.mj_contactForce(model, data, i, wrench)
+                max_force = max(max_force, abs(float(wrench[0])))
+                if "table" in (a, b):
+                    table_force = max(table_force, abs(float(wrench[0])))
+        return frozenset(pairs), max_force, table_force
 
     def segmentation(self, camera: str) -> tuple[np.ndarray, list[str]]:
         if camera not in self._cameras:
