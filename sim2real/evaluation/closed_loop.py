@@ -1,0 +1,148 @@
+"""Closed-loop evaluation: roll a policy out over scene variants on fixed seeds, with the
+safety guardrails a real deployment has, in parallel worker processes.
+
+Episode ``j`` of task ``k`` in variant ``v`` uses scene seed ``derived_seed(seed, v, k, j)``, so
+every policy meets the same scenes. Guardrails: the controller clips joint limits, joint
+velocity, workspace and per-step deltas (counted); the episode stops, as a failure, when the
+robot presses on the table (``max_table_force``, N) or any contact force on the robot exceeds
+``max_contact_force`` (N).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sim2real.randomizers import VARIANTS, load_preset, sample_scene
+from sim2real.randomizers.factors import scene_factors
+from sim2real.rollout import derived_seed
+
+VARIANT_ORDER = tuple(VARIANTS)
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One worker's share: (variant, task, episode) triples with the options to run them."""
+
+    policy: str
+    policy_options: dict[str, Any]
+    randomization: str
+    seed: int
+    episodes: tuple[tuple[str, str, int], ...]
+    record_video: tuple[tuple[str, str, int], ...] = ()
+    max_contact_force: float = 60.0
+    max_table_force: float = 10.0
+    cameras: tuple[str, ...] = ("front", "wrist")
+
+
+@dataclass
+class EpisodeResult:
+    variant: str
+    task: str
+    episode: int
+    seed: int
+    instruction: str
+    success: bool
+    length: int
+    safety: dict[str, int]
+    factors: dict[str, float | str]
+    frames: list[np.ndarray] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def scene_seed(base_seed: int, variant: str, task: str, episode: int) -> int:
+    from sim2real.sim.tasks import TASKS
+
+    return derived_seed(base_seed, VARIANT_ORDER.index(variant), TASKS.names().index(task), episode)
+
+
+def _run_job(job: EvalJob) -> list[EpisodeResult]:
+    import time
+
+    from sim2real.evaluation.policies import make_rollout_policy
+    from sim2real.sim.backend import make_backend
+    from sim2real.sim.env import Sim2RealEnv
+
+    config = load_preset(job.randomization)
+    backend = make_backend("mujoco")
+    policy = make_rollout_policy(job.policy, seed=job.seed, **job.policy_options)
+    envs: dict[str, Sim2RealEnv] = {}
+    results = []
+    try:
+        for variant, task, episode in job.episodes:
+            start = time.perf_counter()
+            env = envs.setdefault(task, Sim2RealEnv(task, backend, cameras=job.cameras))
+            seed = scene_seed(job.seed, variant, task, episode)
+            scene = sample_scene(task, seed, config, VARIANTS[variant])
+            observation, info = env.reset(options={"scene": scene})
+            policy.reset(env)
+            record = (variant, task, episode) in job.record_video
+            frames = [observation["image"][job.cameras[0]]] if record else []
+            safety: dict[str, int] = {}
+            success, length = False, 0
+            for length in range(1, env.max_steps + 1):  # noqa: B007
+                observation, _, terminated, truncated, info = env.step(policy.act(observation, scene.instruction))
+                if record:
+                    frames.append(observation["image"][job.cameras[0]])
+                state = backend.privileged_state()
+                if state.robot_table_force > job.max_table_force:
+                    safety["table_collision"] = 1
+                    break
+                if state.robot_contact_force > job.max_contact_force:
+                    safety["excess_contact_force"] = 1
+                    break
+                if terminated or truncated:
+                    success = bool(info["success"])
+                    break
+            for reason, count in backend.clip_counts.items():
+                safety[f"clip_{reason}"] = int(count)
+            results.append(EpisodeResult(variant, task, episode, seed, scene.instruction, success, length, safety,
+                                         scene_factors(scene), frames, time.perf_counter() - start))  # fmt: skip
+    finally:
+        backend.close()
+    return results
+
+
+def evaluate_closed_loop(
+    policy: str,
+    policy_options: dict[str, Any],
+    variants: list[str],
+    tasks: list[str],
+    episodes_per_variant: int,
+    seed: int = 0,
+    randomization: str = "default",
+    workers: int = 1,
+    videos_per_variant: int = 4,
+    progress: bool = True,
+) -> list[EpisodeResult]:
+    """Run every (variant, task, episode) and return the results in a fixed order."""
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; known variants: {list(VARIANTS)}")
+    load_preset(randomization)
+    triples = [(v, t, e) for v in variants for t in tasks for e in range(episodes_per_variant)]
+    video = tuple(
+        (v, t, e) for v in variants for t in tasks for e in range(min(videos_per_variant, episodes_per_variant))
+    )
+    chunks = [tuple(triples[i::workers]) for i in range(workers)] if workers > 1 else [tuple(triples)]
+    jobs = [EvalJob(policy, policy_options, randomization, seed, c, video) for c in chunks if c]
+    from tqdm import tqdm
+
+    results: list[EpisodeResult] = []
+    if len(jobs) == 1:
+        bar = tqdm(total=len(triples), desc=f"evaluate {policy}", unit="ep", disable=not progress)
+        results = _run_job(jobs[0])
+        bar.update(len(results))
+        bar.close()
+    else:
+        with mp.get_context("spawn").Pool(len(jobs)) as pool:
+            bar = tqdm(total=len(triples), desc=f"evaluate {policy}", unit="ep", disable=not progress)
+            for part in pool.imap_unordered(_run_job, jobs):
+                results.extend(part)
+                bar.update(len(part))
+            bar.close()
+    order = {t: i for i, t in enumerate(triples)}
+    return sorted(results, key=lambda r: order[(r.variant, r.task, r.episode)])
