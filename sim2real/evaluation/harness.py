@@ -1,0 +1,259 @@
+"""The evaluation run behind ``evaluate.py``: closed-loop rollouts, reference rows, per-factor
+breakdown, rollout videos, attention map, real-robot replay and ranking agreement, assembled
+into ``metrics.json`` + ``report.md`` + plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim2real.evaluation.closed_loop import EpisodeResult, evaluate_closed_loop
+from sim2real.evaluation.metrics import categorical_breakdown, factor_breakdown, ranking_agreement
+from sim2real.evaluation.report import closed_loop_entry, new_metrics, write_report, write_video
+from sim2real.randomizers import VARIANTS
+from sim2real.randomizers.factors import CATEGORICAL
+from sim2real.sim.tasks import TASKS
+
+
+class EvaluationError(ValueError):
+    """An evaluation request that cannot run; raised before any rollout."""
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    policy: str = "expert"
+    checkpoint: str | None = None
+    variants: tuple[str, ...] = ("in_distribution",)
+    tasks: tuple[str, ...] = ("pick_place", "push", "stack")
+    episodes_per_variant: int = 20
+    workers: int = 1
+    seed: int = 1000
+    randomization: str = "default"
+    output_dir: str = "eval/run"
+    reference_rows: bool = True
+    videos: int = 4
+    replay_path: str | None = None
+    replay_mapping: str | None = None
+    replay_episodes: int = 25
+    real_success_csv: str | None = None
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def validate(config: EvaluationConfig) -> None:
+    """Check names, paths and layouts before any rollout starts."""
+    from sim2real.evaluation.policies import ROLLOUT_POLICIES
+    from sim2real.randomizers import load_preset
+
+    ROLLOUT_POLICIES.get(config.policy)
+    for variant in config.variants:
+        if variant not in VARIANTS:
+            raise EvaluationError(f"unknown variant {variant!r}; known variants: {list(VARIANTS)}")
+    for task in config.tasks:
+        TASKS.get(task)
+    load_preset(config.randomization)
+    if config.episodes_per_variant < 1 or config.workers < 1:
+        raise EvaluationError("episodes_per_variant and workers must be >= 1")
+    if config.policy == "vla":
+        _check_checkpoint(config.checkpoint)
+    if config.real_success_csv and not Path(config.real_success_csv).is_file():
+        raise EvaluationError(f"ranking.real_success_csv: no such file {config.real_success_csv}")
+
+
+def _check_checkpoint(checkpoint: str | None) -> None:
+    if not checkpoint:
+        raise EvaluationError("policy=vla needs policy.checkpoint=<checkpoint folder>")
+    from sim2real.policies.checkpoint import read_meta
+
+    meta = read_meta(checkpoint)  # raises a clear error for a missing or broken checkpoint
+    layout = meta.get("action_dim", meta.get("config", {}).get("action_dim", 7))
+    if int(layout) != 7:
+        raise EvaluationError(
+            f"{checkpoint}: the policy outputs {layout}-D actions; the env takes 7-D end-effector deltas"
+        )
+
+
+def _closed_loop_block(results: list[EpisodeResult]) -> dict[str, Any]:
+    grouped: dict[str, dict[str, list[EpisodeResult]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        grouped[r.variant][r.task].append(r)
+    block: dict[str, Any] = {}
+    for variant, tasks in grouped.items():
+        block[variant] = {}
+        for task, episodes in tasks.items():
+            safety: dict[str, int] = defaultdict(int)
+            for episode in episodes:
+                for name, count in episode.safety.items():
+                    safety[name] += count
+            block[variant][task] = closed_loop_entry([e.success for e in episodes], [e.length for e in episodes],
+                                                     dict(safety))  # fmt: skip
+    return block
+
+
+def _factor_block(results: list[EpisodeResult]) -> dict[str, Any]:
+    successes = np.array([r.success for r in results])
+    factors: dict[str, Any] = {}
+    for name in results[0].factors:
+        values = [r.factors[name] for r in results]
+        if name in CATEGORICAL:
+            factors[name] = [
+                {"value": value, **rate.to_dict()} for value, rate in categorical_breakdown(values, successes)
+            ]
+        elif len(set(values)) > 1:
+            factors[name] = [b.to_dict() for b in factor_breakdown(np.asarray(values, float), successes)]
+    return factors
+
+
+def _videos(results: list[EpisodeResult], out: Path, count: int) -> dict[str, Path]:
+    recorded = [r for r in results if r.frames]
+    picks = [r for r in recorded if r.success][: (count + 1) // 2] + [r for r in recorded if not r.success][
+        : count // 2
+    ]
+    videos = {}
+    for r in picks:
+        name = f"{'success' if r.success else 'failure'}_{r.variant}_{r.task}_{r.episode}"
+        paths = write_video(r.frames, out / "videos" / f"{name}.gif", fps=10)
+        videos[f"{name} — {r.instruction}"] = paths[0]
+    return videos
+
+
+def _attention(config: EvaluationConfig, out: Path) -> Path | None:
+    """Where the policy looks for one instruction: TokenLearner maps over the first scene."""
+    if config.policy != "vla":
+        return None
+    import torch
+    from PIL import Image
+
+    from sim2real.evaluation.closed_loop import scene_seed
+    from sim2real.policies import VLAPolicy
+    from sim2real.randomizers import load_preset, sample_scene
+    from sim2real.sim.env import Sim2RealEnv
+
+    policy = VLAPolicy.from_checkpoint(config.checkpoint)
+    task = config.tasks[0]
+    env = Sim2RealEnv(task, randomization=config.randomization)
+    try:
+        scene = sample_scene(
+            task, scene_seed(config.seed, "in_distribution", task, 0), load_preset(config.randomization)
+        )
+        observation, _ = env.reset(options={"scene": scene})
+    finally:
+        env.close()
+    images = {c: torch.from_numpy(observation["image"][c][None]) for c in policy.config.cameras}
+    maps = policy.model.attention_maps(images, [scene.instruction])
+    tiles = []
+    for camera in policy.config.cameras:
+        heat = maps[camera][0].sum(dim=0).cpu().numpy()
+        heat = (heat - heat.min()) / max(float(heat.max() - heat.min()), 1e-9)
+        image = observation["image"][camera].astype(float)
+        overlay = 0.55 * image + 0.45 * np.stack([255 * heat, 40 * np.ones_like(heat), 255 * (1 - heat)], -1)
+        tiles.append(np.concatenate([observation["image"][camera], overlay.clip(0, 255).astype(np.uint8)], axis=1))
+    path = out / "attention.png"
+    Image.fromarray(np.concatenate(tiles, axis=0)).resize((512, 256 * len(tiles))).save(path)
+    (out / "attention.txt").write_text(scene.instruction + "\n")
+    return path
+
+
+def _ranking(config: EvaluationConfig, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """CSV rows ``policy,real_success[,metrics_json]``: sim rate from that policy's metrics.json
+    (in-distribution mean over tasks), or from this run for the evaluated policy."""
+    if not config.real_success_csv:
+        return None
+    names, sim, real = [], [], []
+    with open(config.real_success_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if "policy" not in row or "real_success" not in row:
+                raise EvaluationError(f"{config.real_success_csv}: expected columns policy,real_success[,metrics_json]")
+            source = metrics if not row.get("metrics_json") else json.loads(Path(row["metrics_json"]).read_text())
+            rates = [t["rate"] for t in source["closed_loop"]["in_distribution"].values()]
+            names.append(row["policy"])
+            sim.append(float(np.mean(rates)))
+            real.append(float(row["real_success"]))
+    block = ranking_agreement(np.array(sim), np.array(real))
+    block.update(policies=names, sim=sim, real=real)
+    return block
+
+
+def run_evaluation(config: EvaluationConfig) -> Path:
+    """Run everything and write the report; return the report folder."""
+    validate(config)
+    replay_set = None
+    if config.replay_path:
+        from sim2real.evaluation.replay import load_replay_set
+
+        replay_set = load_replay_set(config.replay_path, config.replay_mapping, config.replay_episodes)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    options = {"checkpoint": config.checkpoint} if config.policy == "vla" else {}
+    start = time.perf_counter()
+    results = evaluate_closed_loop(config.policy, options, list(config.variants), list(config.tasks),
+                                   config.episodes_per_variant, config.seed, config.randomization, config.workers,
+                                   config.videos, config.progress)  # fmt: skip
+    rollout_seconds = time.perf_counter() - start
+    metrics = new_metrics(config.policy, config.checkpoint, config.seed, config.episodes_per_variant)
+    metrics["closed_loop"] = _closed_loop_block(results)
+    metrics["factors"] = _factor_block(results)
+    metrics["timing"] = {"rollout_seconds": rollout_seconds, "episodes": len(results),
+                         "steps_per_second": sum(r.length for r in results) / rollout_seconds}  # fmt: skip
+    if config.reference_rows:
+        for name in ("expert", "random"):
+            if name == config.policy:
+                continue
+            reference = evaluate_closed_loop(name, {}, ["in_distribution"], list(config.tasks),
+                                             config.episodes_per_variant, config.seed, config.randomization,
+                                             config.workers, 0, config.progress)  # fmt: skip
+            metrics["reference_rows"][name] = {
+                "in_distribution": float(np.mean([r.success for r in reference])),
+                **{f"in_distribution/{t}": float(np.mean([r.success for r in reference if r.task == t]))
+                   for t in config.tasks},
+            }  # fmt: skip
+    features = None
+    if replay_set is not None and config.policy == "vla":
+        from sim2real.evaluation.replay import replay_metrics
+        from sim2real.policies import VLAPolicy
+
+        policy = VLAPolicy.from_checkpoint(config.checkpoint)
+        sim_episodes = _held_out_sim_episodes(config, count=min(len(replay_set.episodes), 10))
+        metrics["replay"], embedding = replay_metrics(policy, replay_set, sim_episodes)
+        camera = policy.config.cameras[0]
+        features = {"real": embedding[camera][0], "sim": embedding[camera][1]}
+    elif replay_set is not None:
+        from sim2real.evaluation.replay import dynamics_replay
+
+        metrics["replay"] = {"path": replay_set.path, "episodes": len(replay_set.episodes), "open_loop": None,
+                             "visual_gap": None, "dynamics": dynamics_replay(replay_set.episodes, replay_set.control_hz)}  # fmt: skip
+    metrics["ranking"] = _ranking(config, metrics)
+    videos = _videos(results, out, config.videos)
+    attention = _attention(config, out)
+    report_start = time.perf_counter()
+    write_report(metrics, out, videos=videos, attention_png=attention, features=features)
+    metrics["timing"]["report_seconds"] = time.perf_counter() - report_start
+    (out / "timing.json").write_text(json.dumps(metrics["timing"], indent=1))
+    return out
+
+
+def _held_out_sim_episodes(config: EvaluationConfig, count: int) -> list[Any]:
+    """Expert episodes on held-out (evaluation-seed) scenes, for the sim side of the replay metrics."""
+    from sim2real.evaluation.closed_loop import scene_seed
+    from sim2real.randomizers import load_preset, sample_scene
+    from sim2real.rollout import derived_seed, record_expert_episode
+    from sim2real.sim.env import Sim2RealEnv
+
+    episodes = []
+    preset = load_preset(config.randomization)
+    for index in range(count):
+        task = config.tasks[index % len(config.tasks)]
+        env = Sim2RealEnv(task)
+        try:
+            scene = sample_scene(task, scene_seed(config.seed + 1, "in_distribution", task, index), preset)
+            episodes.append(record_expert_episode(env, scene, derived_seed(config.seed, index), 0.0, index, 1).episode)
+        finally:
+            env.close()
+    return episodes
