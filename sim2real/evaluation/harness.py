@@ -227,8 +227,9 @@ def run_evaluation(config: EvaluationConfig) -> Path:
     elif replay_set is not None:
         from sim2real.evaluation.replay import dynamics_replay
 
+        dynamics = dynamics_replay(replay_set.episodes, replay_set.control_hz)
         metrics["replay"] = {"path": replay_set.path, "episodes": len(replay_set.episodes), "open_loop": None,
-                             "visual_gap": None, "dynamics": dynamics_replay(replay_set.episodes, replay_set.control_hz)}  # fmt: skip
+                             "visual_gap": None, "dynamics": dynamics}  # fmt: skip
     metrics["ranking"] = _ranking(config, metrics)
     videos = _videos(results, out, config.videos)
     attention = _attention(config, out)
