@@ -1,0 +1,135 @@
+"""Closed-loop inference: :class:`VLAPolicy` acts on gymnasium observations one step at a time.
+
+The policy keeps its own history: each ``act`` encodes only the new frame (vision encoder,
+FiLM, TokenLearner: the expensive part) and caches its tokens; the small transformer then
+runs over the cached tokens of the last ``To`` frames. Frames before the episode start are
+left out, exactly as padded history (``obs_mask`` False) is hidden during training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sim2real.policies.checkpoint import load_checkpoint
+from sim2real.policies.tokenizer import ActionTokenizer
+from sim2real.policies.vla.model import VLAModel
+
+
+class VLAPolicy:
+    """Stateful policy: ``reset()`` at each episode start, then ``act(observation, instruction)``.
+
+    ``observation = {"image": {camera: uint8 (H, W, 3)}, "state": float32 (14,)}`` (the
+    :class:`sim2real.sim.env.Sim2RealEnv` observation). ``act`` returns float32 (7,): the first
+    action of the predicted chunk or, with ``temporal_ensemble=m``, ACT's temporal ensemble:
+    the average of every still-valid chunk's prediction for the current step, weighted
+    ``exp(-m * i)`` with ``i = 0`` the oldest prediction. A new instruction resets the history.
+    ``num_threads`` sets torch's (process-wide) intra-op thread count.
+    """
+
+    def __init__(
+        self,
+        model: VLAModel,
+        tokenizer: ActionTokenizer,
+        *,
+        device: str | torch.device = "cpu",
+        temporal_ensemble: float | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.config = model.config
+        self.temporal_ensemble = temporal_ensemble
+        self.last_latency_ms = float("nan")
+        self._tokens: deque[torch.Tensor] = deque(maxlen=self.config.history)
+        self._chunks: deque[tuple[int, np.ndarray]] = deque(maxlen=self.config.chunk)
+        self._instruction: str | None = None
+        self._lang: torch.Tensor | None = None
+        self._step = 0
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        *,
+        temporal_ensemble: float | None = None,
+        num_threads: int | None = None,
+        expected_cameras: Sequence[str] | None = None,
+    ) -> VLAPolicy:
+        """Load a checkpoint folder (see :mod:`sim2real.policies.checkpoint`)."""
+        ckpt = load_checkpoint(path, device=device, expected_cameras=expected_cameras)
+        return cls(
+            ckpt.model,
+            ckpt.tokenizer,
+            device=device,
+            temporal_ensemble=temporal_ensemble,  # type: ignore[arg-type]
+            num_threads=num_threads,
+        )
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return tuple(self.config.cameras)
+
+    def reset(self) -> None:
+        """Forget the history (call at every episode start)."""
+        self._tokens.clear()
+        self._chunks.clear()
+        self._step = 0
+
+    def _inputs(self, observation: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        images = observation.get("image")
+        if not isinstance(images, Mapping):
+            raise KeyError("observation must hold 'image': {camera: uint8 (H, W, 3)}")
+        out = {}
+        for cam in self.cameras:
+            if cam not in images:
+                raise KeyError(f"observation lacks camera {cam!r}; the policy uses {list(self.cameras)}")
+            img = np.asarray(images[cam])
+            if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
+                raise ValueError(f"camera {cam!r}: expected uint8 (H, W, 3), got {img.dtype} {img.shape}")
+            out[cam] = torch.from_numpy(np.ascontiguousarray(img)).to(self.device).view(1, 1, *img.shape)
+        if "state" not in observation and self.config.use_proprio:
+            raise KeyError("observation lacks 'state' (float32 (14,)), which this policy uses (use_proprio=True)")
+        state = np.asarray(observation.get("state", np.zeros(self.config.state_dim)), dtype=np.float32)
+        if state.shape != (self.config.state_dim,):
+            raise ValueError(f"expected state of shape ({self.config.state_dim},), got {state.shape}")
+        return out, torch.from_numpy(state).to(self.device).view(1, 1, -1)
+
+    @torch.inference_mode()
+    def predict_chunk(self, observation: Mapping[str, Any], instruction: str) -> np.ndarray:
+        """Add ``observation`` to the history and return the predicted chunk, float32 (Ta, 7)."""
+        if instruction != self._instruction:
+            self.reset()
+            self._instruction = instruction
+            self._lang = self.model.embed_instructions([instruction])
+        assert self._lang is not None
+        images, state = self._inputs(observation)
+        self._tokens.append(self.model.encode_frames(images, state, self._lang)[:, 0])  # (1, N_obs, D)
+        tokens = torch.stack(list(self._tokens), dim=1)  # (1, T, N_obs, D), T <= To
+        logits = self.model.decode(tokens, self._lang)  # (1, Ta, A, bins)
+        return self.tokenizer.decode(logits.argmax(dim=-1))[0].cpu().numpy()
+
+    def act(self, observation: Mapping[str, Any], instruction: str) -> np.ndarray:
+        """One control step: float32 (7,) action ``[dx, dy, dz, droll, dpitch, dyaw, gripper]``."""
+        start = time.perf_counter()
+        chunk = self.predict_chunk(observation, instruction)
+        if self.temporal_ensemble is None:
+            action = chunk[0]
+        else:
+            self._chunks.append((self._step, chunk))
+            preds = [c[self._step - t] for t, c in self._chunks if self._step - t < len(c)]  # oldest first
+            weights = np.exp(-self.temporal_ensemble * np.arange(len(preds)))
+            action = (np.stack(preds) * weights[:, None]).sum(0) / weights.sum()
+        self._step += 1
+        self.last_latency_ms = (time.perf_counter() - start) * 1e3
+        return np.asarray(action, dtype=np.float32)
