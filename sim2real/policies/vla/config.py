@@ -29,11 +29,11 @@ class VLAConfig:
 
     # --- vision
     vision_encoder: str = "small_cnn"
-    vision_width: int = 32  # small_cnn: channels of the first conv; doubled per stage up to 4x
+    vision_width: int = 16  # small_cnn: channels of the first conv; doubled per stage up to 4x
     vision_weights: str | None = None  # local file (.safetensors / .pt) to initialise the encoder; never downloaded
     share_vision_encoder: bool = False  # one encoder for all cameras instead of one per camera
     film: bool = True  # FiLM-condition every vision stage on the instruction embedding
-    tokens_per_frame: int = 8  # TokenLearner output tokens per camera per frame
+    tokens_per_frame: int = 4  # TokenLearner output tokens per camera per frame
 
     # --- language
     language: str = "minilm"
@@ -43,8 +43,8 @@ class VLAConfig:
     language_token: bool = True  # also feed the instruction embedding to the transformer as one token
 
     # --- transformer + head
-    embed_dim: int = 256
-    layers: int = 4
+    embed_dim: int = 128
+    layers: int = 2
     heads: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.1

@@ -60,19 +60,29 @@ class VisionEncoder(nn.Module):
 
 
 class SmallCNN(VisionEncoder):
-    """4 x (Conv3x3 stride 2 -> GroupNorm -> SiLU -> FiLM), channels w, 2w, 4w, 4w.
+    """Four conv stages, each followed by GroupNorm -> SiLU -> FiLM; channels w, 2w, 4w, 4w.
 
+    With ``stem_stride=4`` (inputs of 96 px and more) the first stage is a 4x4 stride-4
+    patchify conv and the others Conv3x3 with strides 2, 2, 1: the first layer, the costliest
+    on a CPU, runs at a quarter of the resolution (2.4x fewer operations). With
+    ``stem_stride=2`` every stage is a Conv3x3 stride 2. Either way
     ``(N, 3, H, W) -> (N, 4w, H/16, W/16)``; 128x128 -> 8x8.
     """
 
-    def __init__(self, width: int = 32, cond_dim: int | None = None) -> None:
+    def __init__(self, width: int = 32, cond_dim: int | None = None, stem_stride: int = 4) -> None:
         super().__init__()
         channels = [width, 2 * width, 4 * width, 4 * width]
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
         c_in = 3
-        for c_out in channels:
-            self.convs.append(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False))
+        if stem_stride not in (2, 4):
+            raise ValueError(f"stem_stride must be 2 or 4, got {stem_stride}")
+        for index, c_out in enumerate(channels):
+            if index == 0 and stem_stride == 4:
+                self.convs.append(nn.Conv2d(c_in, c_out, 4, stride=4, padding=0, bias=False))
+            else:
+                stride = 1 if (stem_stride == 4 and index == 3) else 2
+                self.convs.append(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False))
             self.norms.append(_group_norm(c_out))
             c_in = c_out
         self.film = nn.ModuleList(FiLM(cond_dim, c) for c in channels) if cond_dim is not None else None
@@ -221,8 +231,8 @@ class TokenLearner(nn.Module):
 
 def build_vision_encoder(name: str, *, image_size: int, width: int, cond_dim: int | None) -> VisionEncoder:
     """``name`` in ``small_cnn | resnet18 | vit``."""
-    if name == "small_cnn":
-        return SmallCNN(width=width, cond_dim=cond_dim)
+    if name == "small_cnn":  # small inputs keep a stride-2 first layer: their grid stays >= 4x4
+        return SmallCNN(width=width, cond_dim=cond_dim, stem_stride=4 if image_size >= 96 else 2)
     if name == "resnet18":
         return ResNet18(cond_dim=cond_dim)
     if name == "vit":
