@@ -1,0 +1,261 @@
+"""One training run: dataset -> VLA -> checkpoints, logs and a summary.
+
+Exact resume: batches are drawn per step from ``SeedSequence([seed, step])`` (not from an
+epoch permutation held in memory), the global torch RNG is re-seeded from ``(seed, step)``
+before every step (dropout), and checkpoints hold model, EMA, optimiser and scheduler states;
+so a killed run restarted with the same command continues the same loss curve.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+import types
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from sim2real.datasets.torch_dataset import ChunkedEpisodeDataset, split_episodes
+from sim2real.datasets.training_cache import load_training_data
+from sim2real.rollout import derived_seed
+
+
+class TrainingError(RuntimeError):
+    """A training run that cannot start or continue; the message says why and what is kept."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``data``: dataset folder (zarr/, zarr store, RLDS version folder, hdf5/); ``model``:
+    :class:`VLAConfig` fields; ``finetune_from`` + ``finetune_mode`` (head | lora) initialise
+    from a checkpoint and freeze as the field does."""
+
+    data_path: str
+    output_dir: str = "runs/vla"
+    cameras: tuple[str, ...] = ("front", "wrist")
+    history: int = 2
+    chunk: int = 4
+    max_episodes: int | None = None
+    val_fraction: float = 0.05
+    loader_workers: int = 2
+    batch_size: int = 32
+    model: dict[str, Any] = field(default_factory=dict)
+    max_steps: int = 2000
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    augment_shift: int = 4
+    val_every: int = 250
+    val_batches: int = 20
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool = True
+    finetune_from: str | None = None
+    finetune_mode: str = "head"
+    progress: bool = True
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Batch ``s`` = ``batch_size`` indices drawn from ``SeedSequence([seed, s])``, for ``s`` in
+    ``[start, stop)``: any step's batch is known without replaying the ones before it."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, start: int, stop: int) -> None:
+        self.size, self.batch_size, self.seed, self.start, self.stop = size, batch_size, seed, start, stop
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xB47C, step]))
+            yield rng.integers(0, self.size, self.batch_size).tolist()
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _build_model(config: TrainConfig, stats: dict[str, np.ndarray]) -> Any:
+    from sim2real.policies.vla import VLAConfig, VLAModel
+
+    try:
+        model_config = VLAConfig(cameras=config.cameras, history=config.history, chunk=config.chunk, **config.model)
+    except TypeError as error:
+        import dataclasses
+
+        known = sorted(f.name for f in dataclasses.fields(VLAConfig))
+        raise TrainingError(f"model: {error}; known model settings: {known}") from None
+    model = VLAModel(model_config)
+    model.set_normalization(stats)
+    return model
+
+
+def _finetune(config: TrainConfig, model: Any) -> dict[str, int]:
+    from sim2real.policies import load_checkpoint
+    from sim2real.policies.training import freeze_for_finetune
+
+    source = load_checkpoint(config.finetune_from, expected_cameras=config.cameras)
+    missing, unexpected = model.load_state_dict(source.model.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "lora" not in k]:
+        raise TrainingError(f"{config.finetune_from}: weights do not fit this model (missing {missing[:3]}, "
+                            f"unexpected {unexpected[:3]}); use the same model settings")  # fmt: skip
+    return freeze_for_finetune(model, config.finetune_mode)
+
+
+def _checkpoint_dir(config: TrainConfig) -> Path:
+    return Path(config.output_dir) / "checkpoints"
+
+
+def _link_last(checkpoints: Path, target: Path) -> None:
+    link = checkpoints / "last"
+    temp = checkpoints / ".last.tmp"
+    if temp.is_symlink() or temp.exists():
+        temp.unlink()
+    os.symlink(target.name, temp)
+    os.replace(temp, link)
+
+
+class _Logs:
+    """CSV (always) and TensorBoard (when installed) scalars."""
+
+    def __init__(self, out: Path, resume_step: int) -> None:
+        self.csv_path = out / "metrics.csv"
+        self._rows: list[dict[str, Any]] = []
+        if self.csv_path.exists() and resume_step:
+            with open(self.csv_path, newline="") as handle:
+                self._rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
+        try:
+            # TensorBoard's own switch to its TensorFlow stub: loading TensorFlow's native library
+            # next to zarr's codec threads crashes the process, and the writer does not need it.
+            sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard: Any = SummaryWriter(str(out / "tensorboard"), purge_step=resume_step or None)
+        except ImportError:
+            self.tensorboard = None
+
+    def log(self, step: int, split: str, metrics: dict[str, float]) -> None:
+        row = {"step": step, "split": split, **{k: f"{v:.6g}" for k, v in metrics.items()}}
+        self._rows.append(row)
+        if self.tensorboard is not None:
+            for key, value in metrics.items():
+                self.tensorboard.add_scalar(f"{split}/{key}", value, step)
+
+    def flush(self) -> None:
+        keys = sorted({k for row in self._rows for k in row} - {"step", "split"})
+        with open(self.csv_path.with_suffix(".tmp"), "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["step", "split", *keys])
+            writer.writeheader()
+            writer.writerows(self._rows)
+        os.replace(self.csv_path.with_suffix(".tmp"), self.csv_path)
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) training; return the summary written to ``summary.json``."""
+    from tqdm import tqdm
+
+    from sim2real.policies import ActionTokenizer, save_checkpoint
+    from sim2real.policies.checkpoint import load_training_state
+    from sim2real.policies.training import (
+        EMA,
+        NonFiniteLossError,
+        build_optimizer,
+        build_scheduler,
+        evaluate,
+        move_batch,
+        train_step,
+    )
+
+    data = load_training_data(config.data_path, config.cameras)
+    episodes = data.num_episodes if config.max_episodes is None else min(config.max_episodes, data.num_episodes)
+    train_eps, val_eps = split_episodes(episodes, config.val_fraction, config.seed)
+    train_set = ChunkedEpisodeDataset(data, train_eps, config.history, config.chunk)
+    val_set = ChunkedEpisodeDataset(data, val_eps or train_eps[:1], config.history, config.chunk)
+    device = _device(config.device)
+    torch.manual_seed(config.seed)
+    model = _build_model(config, data.stats).to(device)
+    tokenizer = ActionTokenizer.from_stats(data.stats)
+    frozen = _finetune(config, model) if config.finetune_from else None
+    optimizer = build_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = build_scheduler(optimizer, config.warmup_steps, config.max_steps)
+    ema = EMA(model, decay=config.ema_decay)
+    out = Path(config.output_dir)
+    checkpoints = _checkpoint_dir(config)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
+    start = 0
+    if (checkpoints / "last").exists():
+        start = int(load_training_state(checkpoints / "last", model, optimizer, scheduler=scheduler, ema=ema)["step"])
+    logs = _Logs(out, start)
+    sampler = StepBatchSampler(len(train_set), config.batch_size, config.seed, start, config.max_steps)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.loader_workers,
+                        persistent_workers=config.loader_workers > 0)  # fmt: skip
+    val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0)
+    stats = {k: v for k, v in data.stats.items()}
+    amp = config.mixed_precision and device.type == "cuda"
+    bar = tqdm(total=config.max_steps, initial=start, desc="train", unit="step", disable=not config.progress)
+    wait, compute, last_saved, val = 0.0, 0.0, start, {}
+    augment = torch.Generator().manual_seed(derived_seed(config.seed, 7))
+    tick = time.perf_counter()
+    for step, batch in zip(range(start, config.max_steps), loader, strict=False):
+        fetched = time.perf_counter()
+        wait += fetched - tick
+        torch.manual_seed(derived_seed(config.seed, step))
+        augment.manual_seed(derived_seed(config.seed, step, 1))
+        try:
+            metrics = train_step(model, move_batch(batch, device), tokenizer, optimizer, step=step, scheduler=scheduler,
+                                 ema=ema, max_grad_norm=config.grad_clip, amp=amp,
+                                 augment_shift=config.augment_shift, generator=augment)  # fmt: skip
+        except NonFiniteLossError as error:
+            logs.flush()
+            kept = (
+                f"the last good checkpoint is {checkpoints / 'last'} (step {last_saved})"
+                if last_saved
+                else "no checkpoint was written"
+            )
+            raise TrainingError(f"training stopped at step {step}: {error}; {kept}") from None
+        tick = time.perf_counter()
+        compute += tick - fetched
+        if step % config.log_every == 0:
+            logs.log(step, "train", {**metrics, "data_wait_fraction": wait / max(wait + compute, 1e-9)})
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['token_accuracy']:.2f}")
+        done = step + 1
+        if done % config.val_every == 0 or done == config.max_steps:
+            with ema.average_parameters(model):
+                val = evaluate(model, val_loader, tokenizer, device=device, max_batches=config.val_batches)
+            logs.log(done, "val", val)
+        if done % config.checkpoint_every == 0 or done == config.max_steps:
+            target = checkpoints / f"step_{done:07d}"
+            save_checkpoint(target, model, tokenizer, stats, ema=ema, optimizer=optimizer, scheduler=scheduler,
+                            step=done, extra={"data_path": str(config.data_path), "train_config": asdict(config)})  # fmt: skip
+            _link_last(checkpoints, target)
+            last_saved = done
+            logs.flush()
+        tick = time.perf_counter()
+    bar.close()
+    logs.flush()
+    summary = {
+        "output_dir": str(out), "steps": config.max_steps, "lr": config.lr, "max_episodes": config.max_episodes,
+        "train_episodes": len(train_eps), "val_episodes": len(val_eps), "val": val,
+        "data_wait_fraction": wait / max(wait + compute, 1e-9), "frozen": frozen,
+        "checkpoint": str(checkpoints / "last"),
+    }  # fmt: skip
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    return summary

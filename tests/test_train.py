@@ -1,0 +1,113 @@
+"""train.py's run: checkpoints, exact resume after a kill, NaN handling, bad input, sweep summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim2real.generation import GenerationConfig, generate
+from sim2real.training.run import TrainConfig, TrainingError, train
+from sim2real.training.sweep import summarize_sweep
+
+TINY = {"vision_width": 8, "embed_dim": 32, "layers": 1, "heads": 2, "tokens_per_frame": 2, "language": "learned",
+        "language_dim": 16, "language_buckets": 64, "dropout": 0.1}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "d"
+    generate(GenerationConfig(task="all", num_episodes=3, shard_size=3, output_dir=str(out), progress=False,
+                              formats=("zarr",)))  # fmt: skip
+    return out / "zarr"
+
+
+def _config(data: Path, out: Path, **overrides: object) -> TrainConfig:
+    base = TrainConfig(data_path=str(data), output_dir=str(out), model=TINY, max_steps=8, batch_size=4,
+                       loader_workers=0, warmup_steps=2, val_every=4, checkpoint_every=4, log_every=1,
+                       val_batches=2, val_fraction=0.34, progress=False)  # fmt: skip
+    return replace(base, **overrides)
+
+
+def _losses(out: Path) -> dict[int, float]:
+    with open(out / "metrics.csv", newline="") as handle:
+        return {int(r["step"]): float(r["loss"]) for r in csv.DictReader(handle) if r["split"] == "train"}
+
+
+def test_training_writes_checkpoints_logs_and_a_summary(data: Path, tmp_path: Path) -> None:
+    summary = train(_config(data, tmp_path / "run"))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert (checkpoints / "last").resolve().name == "step_0000008"
+    assert {p.name for p in (checkpoints / "last").iterdir()} >= {"model.safetensors", "config.json"}
+    assert np.isfinite(summary["val"]["loss"]) and 0 <= summary["val"]["token_accuracy"] <= 1
+    assert len(_losses(tmp_path / "run")) == 8
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 8
+
+
+def test_a_killed_run_resumes_on_the_same_loss_curve(data: Path, tmp_path: Path, monkeypatch) -> None:
+    straight = tmp_path / "straight"
+    train(_config(data, straight))
+    import sim2real.policies.training as training
+
+    original = training.train_step
+
+    def crash_at_six(*args, **kwargs):
+        if kwargs["step"] == 6:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    killed = tmp_path / "killed"
+    monkeypatch.setattr(training, "train_step", crash_at_six)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(data, killed))
+    monkeypatch.setattr(training, "train_step", original)
+    train(_config(data, killed))
+    assert _losses(killed) == _losses(straight)
+
+
+def test_a_nan_loss_stops_and_names_the_step_and_last_good_checkpoint(data: Path, tmp_path: Path, monkeypatch) -> None:
+    import sim2real.policies.training as training
+
+    original = training.train_step
+
+    def nan_at_five(*args, **kwargs):
+        if kwargs["step"] == 5:
+            raise training.NonFiniteLossError(5)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", nan_at_five)
+    with pytest.raises(TrainingError, match=r"stopped at step 5.*last good checkpoint .*\(step 4\)"):
+        train(_config(data, tmp_path / "nan"))
+    assert (tmp_path / "nan" / "checkpoints" / "step_0000004").is_dir()
+
+
+def test_bad_inputs_are_clear_errors(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="known model settings"):
+        train(_config(data, tmp_path / "a", model={**TINY, "width_multiplier": 2}))
+    with pytest.raises(Exception, match="no such file or directory"):
+        train(_config(tmp_path / "absent", tmp_path / "b"))
+    source = tmp_path / "src"
+    train(_config(data, source, max_steps=4))
+    with pytest.raises(Exception, match="camera"):
+        train(_config(data, tmp_path / "c", cameras=("front",), finetune_from=str(source / "checkpoints" / "last")))
+
+
+def test_finetuning_from_a_checkpoint_freezes_the_encoders(data: Path, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    train(_config(data, source, max_steps=4))
+    summary = train(_config(data, tmp_path / "ft", max_steps=4, finetune_from=str(source / "checkpoints" / "last")))
+    assert 0 < summary["frozen"]["trainable"] < summary["frozen"]["total"]
+
+
+def test_sweep_summary_ranks_runs_by_validation_loss(tmp_path: Path) -> None:
+    for name, loss in (("run_0", 2.0), ("run_1", 1.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"lr": 1e-4, "steps": 10, "val": {"loss": loss}}))
+    rows = summarize_sweep(tmp_path)
+    assert [r["run"] for r in rows] == ["run_1", "run_0"]
+    assert "run_1" in (tmp_path / "sweep_summary.md").read_text()
+    assert (tmp_path / "sweep_summary.csv").read_text().splitlines()[1].startswith("1,run_1")
