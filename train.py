@@ -8,12 +8,12 @@ torchrun --nproc_per_node=2 train.py data.path=... output_dir=runs/ddp   # multi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+from sim2real.policies.vla.config import VLAConfig
 
 
 @dataclass
@@ -58,7 +58,7 @@ class TrainSchema:
 
     output_dir: str = "runs/vla"
     data: DataSchema = field(default_factory=DataSchema)
-    model: dict[str, Any] = field(default_factory=dict)
+    model: VLAConfig = field(default_factory=VLAConfig)
     train: OptimSchema = field(default_factory=OptimSchema)
     finetune: FinetuneSchema = field(default_factory=FinetuneSchema)
     progress: bool = True
@@ -80,11 +80,14 @@ def main(cfg: DictConfig) -> None:
     config = TrainConfig(
         data_path=data["path"], output_dir=output_dir, cameras=tuple(data["cameras"]), history=data["history"],
         chunk=data["chunk"], max_episodes=data["max_episodes"], val_fraction=data["val_fraction"],
-        loader_workers=data["workers"], batch_size=data["batch_size"], model=raw["model"],
+        loader_workers=data["workers"], batch_size=data["batch_size"],
+        model={k: v for k, v in raw["model"].items() if k not in ("cameras", "history", "chunk")},
         finetune_from=raw["finetune"]["init_from"], finetune_mode=raw["finetune"]["mode"], progress=raw["progress"],
         **optim,
     )  # fmt: skip
     summary = train(config)
+    if "val" not in summary:  # a non-zero rank under torchrun
+        return
     val = summary["val"]
     print(f"checkpoint: {summary['checkpoint']}; validation loss {val.get('loss', float('nan')):.4f}, "
           f"token accuracy {val.get('token_accuracy', float('nan')):.3f}")  # fmt: skip

@@ -111,3 +111,19 @@ def test_sweep_summary_ranks_runs_by_validation_loss(tmp_path: Path) -> None:
     assert [r["run"] for r in rows] == ["run_1", "run_0"]
     assert "run_1" in (tmp_path / "sweep_summary.md").read_text()
     assert (tmp_path / "sweep_summary.csv").read_text().splitlines()[1].startswith("1,run_1")
+
+
+def test_torchrun_ddp_with_two_gloo_processes(data: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+               str(root / "train.py"), f"data.path={data}", f"output_dir={out}",
+               *[f"model.{k}={v}" for k, v in TINY.items()],
+               "train.max_steps=4", "train.checkpoint_every=4", "train.val_every=4", "data.batch_size=2",
+               "data.workers=0", "data.val_fraction=0.34", "train.log_every=1", "progress=false"]  # fmt: skip
+    subprocess.run(command, cwd=root, check=True, timeout=300, capture_output=True)
+    assert (out / "checkpoints" / "last" / "model.safetensors").is_file()
+    assert len(_losses(out)) == 4

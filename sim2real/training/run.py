@@ -68,25 +68,45 @@ class TrainConfig:
 
 
 class StepBatchSampler(Sampler[list[int]]):
-    """Batch ``s`` = ``batch_size`` indices drawn from ``SeedSequence([seed, s])``, for ``s`` in
-    ``[start, stop)``: any step's batch is known without replaying the ones before it."""
+    """Step ``s``'s global batch = ``batch_size * world`` indices drawn from
+    ``SeedSequence([seed, s])``, for ``s`` in ``[start, stop)``; process ``rank`` takes its slice.
+    Any step's batch is known without replaying the ones before it (exact resume)."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int, stop: int) -> None:
+    def __init__(
+        self, size: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1
+    ) -> None:
         self.size, self.batch_size, self.seed, self.start, self.stop = size, batch_size, seed, start, stop
+        self.rank, self.world = rank, world
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.stop):
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xB47C, step]))
-            yield rng.integers(0, self.size, self.batch_size).tolist()
+            batch = rng.integers(0, self.size, self.batch_size * self.world)
+            yield batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size].tolist()
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
 
 
 def _device(name: str) -> torch.device:
+    local = int(os.environ.get("LOCAL_RANK", "0"))
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); under torchrun, joins the process group (NCCL on GPUs, gloo on CPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    return dist.get_rank(), world
 
 
 def _build_model(config: TrainConfig, stats: dict[str, np.ndarray]) -> Any:
@@ -188,28 +208,37 @@ def train(config: TrainConfig) -> dict[str, Any]:
     train_set = ChunkedEpisodeDataset(data, train_eps, config.history, config.chunk)
     val_set = ChunkedEpisodeDataset(data, val_eps or train_eps[:1], config.history, config.chunk)
     device = _device(config.device)
+    rank, world = _distributed(device)
     torch.manual_seed(config.seed)
     model = _build_model(config, data.stats).to(device)
     tokenizer = ActionTokenizer.from_stats(data.stats)
     frozen = _finetune(config, model) if config.finetune_from else None
-    optimizer = build_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
+    bare = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = build_optimizer(bare, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = build_scheduler(optimizer, config.warmup_steps, config.max_steps)
-    ema = EMA(model, decay=config.ema_decay)
+    ema = EMA(bare, decay=config.ema_decay)
     out = Path(config.output_dir)
     checkpoints = _checkpoint_dir(config)
     checkpoints.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
+    if rank == 0:
+        (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
     start = 0
     if (checkpoints / "last").exists():
-        start = int(load_training_state(checkpoints / "last", model, optimizer, scheduler=scheduler, ema=ema)["step"])
-    logs = _Logs(out, start)
-    sampler = StepBatchSampler(len(train_set), config.batch_size, config.seed, start, config.max_steps)
+        start = int(load_training_state(checkpoints / "last", bare, optimizer, scheduler=scheduler, ema=ema)["step"])
+    logs = _Logs(out, start) if rank == 0 else None
+    sampler = StepBatchSampler(len(train_set), config.batch_size, config.seed, start, config.max_steps, rank, world)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.loader_workers,
                         persistent_workers=config.loader_workers > 0)  # fmt: skip
     val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0)
     stats = {k: v for k, v in data.stats.items()}
     amp = config.mixed_precision and device.type == "cuda"
-    bar = tqdm(total=config.max_steps, initial=start, desc="train", unit="step", disable=not config.progress)
+    bar = tqdm(
+        total=config.max_steps, initial=start, desc="train", unit="step", disable=not config.progress or rank > 0
+    )
     wait, compute, last_saved, val = 0.0, 0.0, start, {}
     augment = torch.Generator().manual_seed(derived_seed(config.seed, 7))
     tick = time.perf_counter()
@@ -223,7 +252,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                                  ema=ema, max_grad_norm=config.grad_clip, amp=amp,
                                  augment_shift=config.augment_shift, generator=augment)  # fmt: skip
         except NonFiniteLossError as error:
-            logs.flush()
+            if logs is not None:
+                logs.flush()
             kept = (
                 f"the last good checkpoint is {checkpoints / 'last'} (step {last_saved})"
                 if last_saved
@@ -232,24 +262,32 @@ def train(config: TrainConfig) -> dict[str, Any]:
             raise TrainingError(f"training stopped at step {step}: {error}; {kept}") from None
         tick = time.perf_counter()
         compute += tick - fetched
-        if step % config.log_every == 0:
+        if logs is not None and step % config.log_every == 0:
             logs.log(step, "train", {**metrics, "data_wait_fraction": wait / max(wait + compute, 1e-9)})
         bar.update(1)
         bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['token_accuracy']:.2f}")
         done = step + 1
-        if done % config.val_every == 0 or done == config.max_steps:
-            with ema.average_parameters(model):
-                val = evaluate(model, val_loader, tokenizer, device=device, max_batches=config.val_batches)
+        if logs is not None and (done % config.val_every == 0 or done == config.max_steps):
+            with ema.average_parameters(bare):
+                val = evaluate(bare, val_loader, tokenizer, device=device, max_batches=config.val_batches)
             logs.log(done, "val", val)
         if done % config.checkpoint_every == 0 or done == config.max_steps:
-            target = checkpoints / f"step_{done:07d}"
-            save_checkpoint(target, model, tokenizer, stats, ema=ema, optimizer=optimizer, scheduler=scheduler,
-                            step=done, extra={"data_path": str(config.data_path), "train_config": asdict(config)})  # fmt: skip
-            _link_last(checkpoints, target)
+            if logs is not None:
+                target = checkpoints / f"step_{done:07d}"
+                extra = {"data_path": str(config.data_path), "train_config": asdict(config)}
+                save_checkpoint(target, bare, tokenizer, stats, ema=ema, optimizer=optimizer, scheduler=scheduler,
+                                step=done, extra=extra)  # fmt: skip
+                _link_last(checkpoints, target)
+                logs.flush()
             last_saved = done
-            logs.flush()
+            if world > 1:
+                import torch.distributed as dist
+
+                dist.barrier()
         tick = time.perf_counter()
     bar.close()
+    if logs is None:
+        return {"rank": rank}
     logs.flush()
     summary = {
         "output_dir": str(out), "steps": config.max_steps, "lr": config.lr, "max_episodes": config.max_episodes,
