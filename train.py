@@ -8,6 +8,7 @@ torchrun --nproc_per_node=2 train.py data.path=... output_dir=runs/ddp   # multi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
