@@ -1,0 +1,104 @@
+"""evaluate.py's harness: reference policies, reproducibility, the report, replay, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sim2real.evaluation.closed_loop import evaluate_closed_loop
+from sim2real.evaluation.harness import EvaluationConfig, EvaluationError, run_evaluation
+from sim2real.evaluation.report import validate_metrics
+
+
+def test_expert_succeeds_and_random_fails_on_the_same_scenes() -> None:
+    expert = evaluate_closed_loop("expert", {}, ["in_distribution"], ["pick_place", "push", "stack"], 3, progress=False)
+    random = evaluate_closed_loop("random", {}, ["in_distribution"], ["pick_place", "push", "stack"], 3, progress=False)
+    assert [r.seed for r in expert] == [r.seed for r in random]
+    assert sum(r.success for r in expert) >= 8
+    assert sum(r.success for r in random) == 0
+
+
+def test_evaluation_is_reproducible() -> None:
+    first = evaluate_closed_loop("expert", {}, ["lighting"], ["stack"], 2, seed=5, progress=False)
+    again = evaluate_closed_loop("expert", {}, ["lighting"], ["stack"], 2, seed=5, progress=False)
+    assert [(r.success, r.length, r.safety) for r in first] == [(r.success, r.length, r.safety) for r in again]
+
+
+def test_report_has_metrics_plots_and_videos(tmp_path: Path) -> None:
+    config = EvaluationConfig(
+        policy="expert", variants=("in_distribution", "objects"), tasks=("pick_place",), episodes_per_variant=2,
+        output_dir=str(tmp_path / "eval"), videos=2, progress=False,
+    )  # fmt: skip
+    out = run_evaluation(config)
+    metrics = json.loads((out / "metrics.json").read_text())
+    validate_metrics(metrics)
+    assert set(metrics["closed_loop"]) == {"in_distribution", "objects"}
+    assert metrics["reference_rows"]["random"]["in_distribution"] == 0.0
+    assert "light_intensity" in metrics["factors"]
+    for name in ("report.md", "success_per_variant.png", "factors.png"):
+        assert (out / name).stat().st_size > 0
+    assert list((out / "videos").glob("*.gif"))
+    assert "objects" in (out / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from sim2real.generation import GenerationConfig, generate
+    from sim2real.training.run import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("vla")
+    generate(GenerationConfig(task="all", num_episodes=3, shard_size=3, output_dir=str(root / "d"), progress=False,
+                              formats=("zarr",)))  # fmt: skip
+    tiny = {"vision_width": 8, "embed_dim": 32, "layers": 1, "heads": 2, "tokens_per_frame": 2, "language": "learned"}
+    train(TrainConfig(data_path=str(root / "d" / "zarr"), output_dir=str(root / "run"), model=tiny, max_steps=4,
+                      batch_size=4, loader_workers=0, val_every=4, checkpoint_every=4, progress=False))  # fmt: skip
+    return root / "run" / "checkpoints" / "last"
+
+
+def test_a_vla_checkpoint_is_evaluated_with_the_real_replay_set(checkpoint: Path, tmp_path: Path,
+                                                                real_replay_dir: Path) -> None:  # fmt: skip
+    config = EvaluationConfig(policy="vla", checkpoint=str(checkpoint), tasks=("push",), episodes_per_variant=1,
+                              output_dir=str(tmp_path / "eval"), reference_rows=False, videos=1, progress=False,
+                              replay_path=str(real_replay_dir / "bridge_debug" / "bridge_dataset" / "1.0.0"),
+                              replay_mapping="bridge", replay_episodes=3)  # fmt: skip
+    out = run_evaluation(config)
+    replay = json.loads((out / "metrics.json").read_text())["replay"]
+    assert replay["episodes"] == 3
+    assert 0 <= replay["open_loop"]["real"]["gripper_accuracy"] <= 1
+    assert set(replay["visual_gap"]) == {"front", "wrist"} and all(v >= 0 for v in replay["visual_gap"].values())
+    assert replay["dynamics"]["n_episodes"] == 3 and replay["dynamics"]["mean_position_error_m"] >= 0
+    assert (out / "attention.png").is_file() and (out / "feature_embedding.png").is_file()
+
+
+def test_bad_requests_fail_before_any_rollout(checkpoint: Path, tmp_path: Path) -> None:
+    base = EvaluationConfig(output_dir=str(tmp_path / "never"), progress=False)
+    with pytest.raises(Exception, match=r"no such|not found|does not exist"):
+        run_evaluation(replace(base, policy="vla", checkpoint=str(tmp_path / "missing")))
+    with pytest.raises(EvaluationError, match=r"policy\.checkpoint"):
+        run_evaluation(replace(base, policy="vla"))
+    with pytest.raises(EvaluationError, match="unknown variant 'night'"):
+        run_evaluation(replace(base, variants=("night",)))
+    six_d = tmp_path / "six_d"
+    shutil.copytree(checkpoint.resolve(), six_d)
+    config = json.loads((six_d / "config.json").read_text())
+    config["action"]["dim"] = 6
+    (six_d / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Exception, match="6-D actions"):
+        run_evaluation(replace(base, policy="vla", checkpoint=str(six_d)))
+    empty = tmp_path / "empty_replay"
+    empty.mkdir()
+    with pytest.raises(Exception, match="not a dataset"):
+        run_evaluation(replace(base, replay_path=str(empty)))
+    assert not (tmp_path / "never" / "metrics.json").exists()
+
+
+def test_unmappable_replay_keys_are_named(real_replay_dir: Path, tmp_path: Path) -> None:
+    from sim2real.datasets import DatasetError
+    from sim2real.evaluation.replay import load_replay_set
+
+    with pytest.raises((DatasetError, KeyError), match=r"sim2real|observation|key"):
+        load_replay_set(real_replay_dir / "bridge_debug" / "bridge_dataset" / "1.0.0", "sim2real", 2)
