@@ -56,7 +56,8 @@ def main() -> None:
     print("\nclosed-loop success, in-distribution scenes:")
     for task, entry in metrics["closed_loop"]["in_distribution"].items():
         low, high = entry["ci95"]
-        print(f"  {task:<11} {entry['successes']}/{entry['trials']} = {entry['rate']:.1%} (95% CI {low:.2f}-{high:.2f})")
+        counts = f"{entry['successes']}/{entry['trials']}"
+        print(f"  {task:<11} {counts} = {entry['rate']:.1%} (95% CI {low:.2f}-{high:.2f})")
     print("\n" + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()))
 
 

@@ -7,7 +7,12 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"gallery": "sim2real.gallery", "inspect": "sim2real.inspect_dataset", "index": "sim2real.generation"}
+    commands = {
+        "gallery": "sim2real.gallery",
+        "inspect": "sim2real.inspect_dataset",
+        "index": "sim2real.generation",
+        "pipeline": "sim2real.pipeline",
+    }
     if not argv or argv[0] not in commands:
         print(f"usage: sim2real {{{','.join(sorted(commands))}}} [options]; known commands: {sorted(commands)}")
         raise SystemExit(2)
