@@ -89,6 +89,13 @@ def validate(config: GenerationConfig) -> RandomizationConfig:
     if config.task != "all":
         TASKS.get(config.task)
     check_split(config.split)
+    from sim2real.sim.backend import BACKENDS
+
+    BACKENDS.get(config.backend)
+    if config.backend == "isaac":
+        from sim2real.sim.isaac.app import require_isaacsim
+
+        require_isaacsim()  # fails at once, with the install steps
     load_builtin_formats()
     for name in config.formats:
         DATASET_WRITERS.get(name)

@@ -112,6 +112,8 @@ def test_resume_with_other_options_is_refused(one_worker: Path) -> None:
         ({"formats": ("zarr", "parquet")}, "known"),
         ({"split": "night"}, "known splits"),
         ({"num_episodes": 0}, "num_episodes must be >= 1"),
+        ({"backend": "bullet"}, "known backends"),
+        ({"backend": "isaac"}, "pip install"),
         ({"shard_range": (3, 9)}, "shard_range"),
         ({"randomization": {"name": "x", "lighting": {"intensity": {"uniform": [1, 0.5]}}}}, "lighting.intensity"),
     ],
