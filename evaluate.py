@@ -8,6 +8,7 @@ sim-to-real gap report. See configs/evaluate.yaml.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -42,7 +43,7 @@ class EvaluateSchema:
     episodes_per_variant: int = 20
     workers: int = 1
     seed: int = 1000
-    randomization: str = "default"
+    randomization: Any = MISSING
     output_dir: str = MISSING
     reference_rows: bool = True
     videos: int = 4

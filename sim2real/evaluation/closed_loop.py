@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sim2real.randomizers import VARIANTS, load_preset, sample_scene
+from sim2real.randomizers import VARIANTS, resolve_randomization, sample_scene
 from sim2real.randomizers.factors import scene_factors
 from sim2real.rollout import derived_seed
 
@@ -29,7 +29,7 @@ class EvalJob:
 
     policy: str
     policy_options: dict[str, Any]
-    randomization: str
+    randomization: str | dict[str, Any]
     seed: int
     episodes: tuple[tuple[str, str, int], ...]
     record_video: tuple[tuple[str, str, int], ...] = ()
@@ -66,7 +66,7 @@ def _run_job(job: EvalJob) -> list[EpisodeResult]:
     from sim2real.sim.backend import make_backend
     from sim2real.sim.env import Sim2RealEnv
 
-    config = load_preset(job.randomization)
+    config = resolve_randomization(job.randomization)
     backend = make_backend("mujoco")
     policy = make_rollout_policy(job.policy, seed=job.seed, **job.policy_options)
     envs: dict[str, Sim2RealEnv] = {}
@@ -113,7 +113,7 @@ def evaluate_closed_loop(
     tasks: list[str],
     episodes_per_variant: int,
     seed: int = 0,
-    randomization: str = "default",
+    randomization: str | dict[str, Any] = "default",
     workers: int = 1,
     videos_per_variant: int = 4,
     progress: bool = True,
@@ -122,7 +122,7 @@ def evaluate_closed_loop(
     for variant in variants:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; known variants: {list(VARIANTS)}")
-    load_preset(randomization)
+    resolve_randomization(randomization)
     triples = [(v, t, e) for v in variants for t in tasks for e in range(episodes_per_variant)]
     video = tuple(
         (v, t, e) for v in variants for t in tasks for e in range(min(videos_per_variant, episodes_per_variant))

@@ -35,7 +35,7 @@ class EvaluationConfig:
     episodes_per_variant: int = 20
     workers: int = 1
     seed: int = 1000
-    randomization: str = "default"
+    randomization: str | dict[str, Any] = "default"  # a preset name or a preset's data
     output_dir: str = "eval/run"
     reference_rows: bool = True
     videos: int = 4
@@ -50,7 +50,7 @@ class EvaluationConfig:
 def validate(config: EvaluationConfig) -> None:
     """Check names, paths and layouts before any rollout starts."""
     from sim2real.evaluation.policies import ROLLOUT_POLICIES
-    from sim2real.randomizers import load_preset
+    from sim2real.randomizers import resolve_randomization
 
     ROLLOUT_POLICIES.get(config.policy)
     for variant in config.variants:
@@ -58,7 +58,7 @@ def validate(config: EvaluationConfig) -> None:
             raise EvaluationError(f"unknown variant {variant!r}; known variants: {list(VARIANTS)}")
     for task in config.tasks:
         TASKS.get(task)
-    load_preset(config.randomization)
+    resolve_randomization(config.randomization)
     if config.episodes_per_variant < 1 or config.workers < 1:
         raise EvaluationError("episodes_per_variant and workers must be >= 1")
     if config.policy == "vla":
@@ -133,15 +133,16 @@ def _attention(config: EvaluationConfig, out: Path) -> Path | None:
 
     from sim2real.evaluation.closed_loop import scene_seed
     from sim2real.policies import VLAPolicy
-    from sim2real.randomizers import load_preset, sample_scene
+    from sim2real.randomizers import resolve_randomization, sample_scene
     from sim2real.sim.env import Sim2RealEnv
 
     policy = VLAPolicy.from_checkpoint(config.checkpoint)
     task = config.tasks[0]
-    env = Sim2RealEnv(task, randomization=config.randomization)
+    preset = resolve_randomization(config.randomization)
+    env = Sim2RealEnv(task, randomization=preset)
     try:
         scene = sample_scene(
-            task, scene_seed(config.seed, "in_distribution", task, 0), load_preset(config.randomization)
+            task, scene_seed(config.seed, "in_distribution", task, 0), preset
         )
         observation, _ = env.reset(options={"scene": scene})
     finally:
@@ -243,12 +244,12 @@ def run_evaluation(config: EvaluationConfig) -> Path:
 def _held_out_sim_episodes(config: EvaluationConfig, count: int) -> list[Any]:
     """Expert episodes on held-out (evaluation-seed) scenes, for the sim side of the replay metrics."""
     from sim2real.evaluation.closed_loop import scene_seed
-    from sim2real.randomizers import load_preset, sample_scene
+    from sim2real.randomizers import resolve_randomization, sample_scene
     from sim2real.rollout import derived_seed, record_expert_episode
     from sim2real.sim.env import Sim2RealEnv
 
     episodes = []
-    preset = load_preset(config.randomization)
+    preset = resolve_randomization(config.randomization)
     for index in range(count):
         task = config.tasks[index % len(config.tasks)]
         env = Sim2RealEnv(task)

@@ -1,6 +1,13 @@
 """Randomizers: pure samplers from (config, seed) to a SceneSpec. No simulator imports."""
 
-from sim2real.randomizers.config import ConfigError, RandomizationConfig, config_from_dict, load_preset, preset_names
+from sim2real.randomizers.config import (
+    ConfigError,
+    RandomizationConfig,
+    config_from_dict,
+    load_preset,
+    preset_names,
+    resolve_randomization,
+)
 from sim2real.randomizers.sampler import sample_scene
 from sim2real.randomizers.splits import SPLITS, VARIANTS
 
@@ -12,5 +19,6 @@ __all__ = [
     "config_from_dict",
     "load_preset",
     "preset_names",
+    "resolve_randomization",
     "sample_scene",
 ]

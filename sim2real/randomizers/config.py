@@ -271,6 +271,15 @@ def _check_train_values_stay_off_heldout(config: RandomizationConfig) -> None:
                               f"known: {list(TEXTURE_FAMILIES_TRAIN)}")  # fmt: skip
 
 
+def resolve_randomization(spec: str | dict[str, Any] | RandomizationConfig) -> RandomizationConfig:
+    """A preset name, a preset's plain data (a hydra ``randomization`` node) or a config."""
+    if isinstance(spec, RandomizationConfig):
+        return spec
+    if isinstance(spec, str):
+        return load_preset(spec)
+    return config_from_dict(dict(spec), name=str(spec.get("name", "custom")))
+
+
 def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
@@ -287,4 +296,12 @@ def load_preset(name: str) -> RandomizationConfig:
         raise ConfigError(f"{path}: {error}") from None
 
 
-__all__ = ["ConfigError", "RandomizationConfig", "Uniform", "config_from_dict", "load_preset", "preset_names"]
+__all__ = [
+    "ConfigError",
+    "RandomizationConfig",
+    "Uniform",
+    "config_from_dict",
+    "load_preset",
+    "preset_names",
+    "resolve_randomization",
+]
