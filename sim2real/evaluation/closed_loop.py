@@ -128,6 +128,8 @@ def evaluate_closed_loop(
         (v, t, e) for v in variants for t in tasks for e in range(min(videos_per_variant, episodes_per_variant))
     )
     chunks = [tuple(triples[i::workers]) for i in range(workers)] if workers > 1 else [tuple(triples)]
+    if workers > 1 and policy == "vla":  # one torch thread per worker process: no oversubscription
+        policy_options = {**policy_options, "num_threads": 1}
     jobs = [EvalJob(policy, policy_options, randomization, seed, c, video) for c in chunks if c]
     from tqdm import tqdm
 

@@ -73,12 +73,12 @@ class VLARollout:
 
     name = "vla"
 
-    def __init__(self, checkpoint: str | None = None, cameras: tuple[str, ...] | None = None, **_: Any) -> None:
+    def __init__(self, checkpoint: str | None = None, num_threads: int | None = None, **_: Any) -> None:
         if not checkpoint:
             raise ValueError("policy=vla needs policy.checkpoint=<path to a checkpoint folder>")
         from sim2real.policies import VLAPolicy
 
-        self.policy = VLAPolicy.from_checkpoint(Path(checkpoint))
+        self.policy = VLAPolicy.from_checkpoint(Path(checkpoint), num_threads=num_threads)
         self.checkpoint = str(checkpoint)
 
     def reset(self, env: Any) -> None:
