@@ -141,9 +141,7 @@ def _attention(config: EvaluationConfig, out: Path) -> Path | None:
     preset = resolve_randomization(config.randomization)
     env = Sim2RealEnv(task, randomization=preset)
     try:
-        scene = sample_scene(
-            task, scene_seed(config.seed, "in_distribution", task, 0), preset
-        )
+        scene = sample_scene(task, scene_seed(config.seed, "in_distribution", task, 0), preset)
         observation, _ = env.reset(options={"scene": scene})
     finally:
         env.close()
