@@ -156,7 +156,6 @@ class _ShardWriters:
         self.paths = paths
         self.writers: dict[str, Any] = {}
         self.rlds: Any = None
-        self.rlds_bytes = 0
         self.seconds = 0.0  # time spent encoding and writing
         for name in config.formats:
             temp = _temp(paths[name])
@@ -172,7 +171,7 @@ class _ShardWriters:
         for writer in self.writers.values():
             writer.write(episode)
         if self.rlds is not None:
-            self.rlds_bytes += self.rlds.write(self._encode(episode))
+            self.rlds.write(self._encode(episode))
         self.seconds += time.perf_counter() - start
 
     def commit(self) -> dict[str, dict[str, Any]]:

@@ -45,6 +45,7 @@ class MujocoBackend:
         self.model: mujoco.MjModel | None = None
         self.scene: SceneSpec | None = None
         self._clips = ClipCounter()
+        self._state: PrivilegedState | None = None
         self.rebuilds = 0
 
     # ------------------------------------------------------------------ scene
@@ -60,6 +61,7 @@ class MujocoBackend:
         self.scene = scene
         self._set_initial_state(scene)
         self._clips = ClipCounter()
+        self._state = None
         self._latency = LatencyBuffer(scene.dynamics.action_latency_steps, np.r_[np.zeros(6), scene.robot.gripper])
 
     def _rebuild(self, scene: SceneSpec, key: tuple) -> None:
@@ -76,7 +78,6 @@ class MujocoBackend:
                 model.vis.global_.offwidth, model.vis.global_.offheight, self.config.shadows, self.config.reflections
             )
         self._renderer.set_model(model)
-        self._applier._texture_cache.clear()
 
     def _index_model(self, scene: SceneSpec) -> None:
         model = self.model
@@ -141,6 +142,7 @@ class MujocoBackend:
         self.data.ctrl[:7] = q_target
         self.data.ctrl[7] = command[6] * self.robot.gripper_max_opening / 2
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        self._state = None
         self._check_warnings()
 
     def _solve_ik(self, pos: np.ndarray, mat: np.ndarray) -> np.ndarray:
@@ -196,6 +198,13 @@ class MujocoBackend:
         return state
 
     def privileged_state(self) -> PrivilegedState:
+        """Ground truth of the current step; computed once per step (expert, task predicate and
+        guardrails all read it)."""
+        if self._state is None:
+            self._state = self._read_state()
+        return self._state
+
+    def _read_state(self) -> PrivilegedState:
         data = self.data
         contacts, robot_force, table_force = self._contacts()
         objects = {}
