@@ -19,6 +19,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 class PolicySchema:
     name: str = "expert"
     checkpoint: str | None = None
+    temporal_ensemble: float | None = None
+    execute_steps: int = 1
 
 
 @dataclass
@@ -62,7 +64,8 @@ def main(cfg: DictConfig) -> None:
     raw = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(raw, dict)
     config = EvaluationConfig(
-        policy=raw["policy"]["name"], checkpoint=raw["policy"]["checkpoint"], variants=tuple(raw["variants"]),
+        policy=raw["policy"]["name"], checkpoint=raw["policy"]["checkpoint"],
+        temporal_ensemble=raw["policy"]["temporal_ensemble"], execute_steps=raw["policy"]["execute_steps"], variants=tuple(raw["variants"]),
         tasks=tuple(raw["tasks"]), episodes_per_variant=raw["episodes_per_variant"], workers=raw["workers"],
         seed=raw["seed"], randomization=raw["randomization"], output_dir=raw["output_dir"],
         reference_rows=raw["reference_rows"], videos=raw["videos"], replay_path=raw["replay"]["path"],

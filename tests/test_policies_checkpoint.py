@@ -62,7 +62,7 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     assert all(np.array_equal(loaded.stats[k], v) for k, v in STATS.items())
     assert torch.equal(loaded.model.state_std, model.state_std)
     meta = json.loads((path / CONFIG_FILE).read_text())
-    assert meta["schema_version"] == 1 and meta["action"]["dim"] == 7 and meta["cameras"] == ["front", "wrist"]
+    assert meta["schema_version"] == 2 and meta["action"]["dim"] == 7 and meta["cameras"] == ["front", "wrist"]
     assert meta["weights"] == "online" and meta["step"] == 5
 
 
@@ -195,8 +195,8 @@ def test_incompatible_checkpoints_are_refused_with_clear_messages(tmp_path):
     assert load_checkpoint(good, expected_cameras=("front", "wrist"), expected_state_dim=14).policy == "vla"
 
     future = shutil.copytree(good, tmp_path / "future")
-    _corrupt(future, schema_version=2)
-    with pytest.raises(CheckpointError, match=r"schema version mismatch.*schema version 2.*reads version 1"):
+    _corrupt(future, schema_version=3)
+    with pytest.raises(CheckpointError, match=r"schema version mismatch.*schema version 3.*reads version 2"):
         load_checkpoint(future)
 
     foreign = shutil.copytree(good, tmp_path / "foreign")
@@ -233,3 +233,16 @@ def test_missing_folder_or_file_names_the_path(tmp_path):
         model = _model()
         load_training_state(path, model, build_optimizer(model))
     assert issubclass(CheckpointNotFoundError, FileNotFoundError)
+
+
+def test_schema_version_1_checkpoints_load_through_the_migration(tmp_path):
+    model = _model(token_coordinates=False)
+    path = save_checkpoint(tmp_path / "v1", model, TOK, STATS)
+    meta = json.loads((path / CONFIG_FILE).read_text())
+    del meta["config"]["token_coordinates"]  # written before the field existed
+    _corrupt(path, schema_version=1, config=meta["config"])
+    loaded = load_checkpoint(path)
+    assert loaded.config.token_coordinates is False
+    batch = _batches(1)[0]
+    with torch.no_grad():
+        assert torch.equal(model(batch), loaded.model(batch))

@@ -88,13 +88,32 @@ def test_temporal_ensembling_weights_older_chunks_first():
     policy = VLAPolicy(_model(), TOK, temporal_ensemble=0.5)
     chunks = [np.full((4, 7), float(10 * i), np.float32) + np.arange(4, dtype=np.float32)[:, None] for i in range(3)]
     calls = iter(chunks)
-    policy.predict_chunk = lambda obs, instruction: next(calls)  # type: ignore[method-assign]
+    policy._decode = lambda: next(calls)  # type: ignore[method-assign]
     obs = _observations(1)[0]
     assert np.allclose(policy.act(obs, INSTRUCTION), 0.0)  # step 0: chunk 0, element 0
     w = np.exp(-0.5 * np.arange(2))
     assert np.allclose(policy.act(obs, INSTRUCTION), (w * [1.0, 10.0]).sum() / w.sum())
     w = np.exp(-0.5 * np.arange(3))
     assert np.allclose(policy.act(obs, INSTRUCTION), (w * [2.0, 11.0, 20.0]).sum() / w.sum())
+
+
+def test_chunk_execution_plays_k_actions_per_prediction_and_keeps_every_frame():
+    policy = VLAPolicy(_model(), TOK, execute_steps=3)
+    decoded: list[int] = []
+
+    def decode() -> np.ndarray:
+        decoded.append(len(policy._tokens))
+        return np.full((4, 7), float(len(decoded)), np.float32) + np.arange(4, dtype=np.float32)[:, None]
+
+    policy._decode = decode  # type: ignore[method-assign]
+    frames = _observations(7)
+    actions = [policy.act(frame, INSTRUCTION)[0] for frame in frames]
+    assert actions == [1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 3.0]  # chunk n, elements 0..2
+    assert len(decoded) == 3 and len(policy._tokens) == 2  # every frame entered the history
+    with pytest.raises(ValueError, match="execute_steps must be in"):
+        VLAPolicy(_model(), TOK, execute_steps=5)
+    with pytest.raises(ValueError, match="either temporal_ensemble or execute_steps"):
+        VLAPolicy(_model(), TOK, execute_steps=2, temporal_ensemble=0.1)
 
 
 def test_from_checkpoint_and_bad_observations(tmp_path):

@@ -244,6 +244,17 @@ def test_sensor_noise_is_seeded_and_changes_images() -> None:
     assert np.array_equal(a.state(state), b.state(state)) and a.state(state).std() > 0
 
 
+@pytest.mark.parametrize("std", [1.5, 4.0, 12.0])
+def test_image_noise_has_the_requested_std_and_no_bias(std: float) -> None:
+    spec = replace(sample_scene("push", 2, load_preset("none")).sensor_noise, image_noise_std=std)
+    noise = SensorNoise(spec)
+    image = np.full((128, 128, 3), 100, np.uint8)
+    residual = np.stack([noise.image(image) for _ in range(8)]).astype(np.float64) - 100.0
+    assert abs(residual.mean()) < 0.05 * std
+    assert residual.std() == pytest.approx(np.sqrt(std**2 + 1 / 12), rel=0.05)  # + integer rounding
+    assert not np.array_equal(residual[0], residual[1])  # a fresh draw per frame
+
+
 def test_gallery_writes_a_contact_sheet(tmp_path) -> None:
     from sim2real.gallery import main
 

@@ -30,6 +30,8 @@ class EvaluationError(ValueError):
 class EvaluationConfig:
     policy: str = "expert"
     checkpoint: str | None = None
+    temporal_ensemble: float | None = None  # vla: ACT temporal ensemble weight m
+    execute_steps: int = 1  # vla: chunk actions played open loop per prediction
     variants: tuple[str, ...] = ("in_distribution",)
     tasks: tuple[str, ...] = ("pick_place", "push", "stack")
     episodes_per_variant: int = 20
@@ -62,12 +64,12 @@ def validate(config: EvaluationConfig) -> None:
     if config.episodes_per_variant < 1 or config.workers < 1:
         raise EvaluationError("episodes_per_variant and workers must be >= 1")
     if config.policy == "vla":
-        _check_checkpoint(config.checkpoint)
+        _check_checkpoint(config.checkpoint, config.execute_steps, config.temporal_ensemble)
     if config.real_success_csv and not Path(config.real_success_csv).is_file():
         raise EvaluationError(f"ranking.real_success_csv: no such file {config.real_success_csv}")
 
 
-def _check_checkpoint(checkpoint: str | None) -> None:
+def _check_checkpoint(checkpoint: str | None, execute_steps: int = 1, temporal_ensemble: float | None = None) -> None:
     if not checkpoint:
         raise EvaluationError("policy=vla needs policy.checkpoint=<checkpoint folder>")
     from sim2real.policies.checkpoint import read_meta
@@ -78,6 +80,11 @@ def _check_checkpoint(checkpoint: str | None) -> None:
         raise EvaluationError(
             f"{checkpoint}: the policy outputs {layout}-D actions; the env takes 7-D end-effector deltas"
         )
+    chunk = int(meta.get("config", {}).get("chunk", 1))
+    if not 1 <= execute_steps <= chunk:
+        raise EvaluationError(f"policy.execute_steps={execute_steps}: must be in [1, {chunk}] (the checkpoint's chunk)")
+    if temporal_ensemble is not None and (temporal_ensemble < 0 or execute_steps != 1):
+        raise EvaluationError("policy.temporal_ensemble must be >= 0 and needs policy.execute_steps=1")
 
 
 def _closed_loop_block(results: list[EpisodeResult]) -> dict[str, Any]:
@@ -190,7 +197,10 @@ def run_evaluation(config: EvaluationConfig) -> Path:
         replay_set = load_replay_set(config.replay_path, config.replay_mapping, config.replay_episodes)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    options = {"checkpoint": config.checkpoint} if config.policy == "vla" else {}
+    options: dict[str, Any] = {}
+    if config.policy == "vla":
+        options = {"checkpoint": config.checkpoint, "temporal_ensemble": config.temporal_ensemble,
+                   "execute_steps": config.execute_steps}  # fmt: skip
     start = time.perf_counter()
     results = evaluate_closed_loop(config.policy, options, list(config.variants), list(config.tasks),
                                    config.episodes_per_variant, config.seed, config.randomization, config.workers,

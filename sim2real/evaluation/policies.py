@@ -73,12 +73,21 @@ class VLARollout:
 
     name = "vla"
 
-    def __init__(self, checkpoint: str | None = None, num_threads: int | None = None, **_: Any) -> None:
+    def __init__(
+        self,
+        checkpoint: str | None = None,
+        num_threads: int | None = None,
+        temporal_ensemble: float | None = None,
+        execute_steps: int = 1,
+        **_: Any,
+    ) -> None:
         if not checkpoint:
             raise ValueError("policy=vla needs policy.checkpoint=<path to a checkpoint folder>")
         from sim2real.policies import VLAPolicy
 
-        self.policy = VLAPolicy.from_checkpoint(Path(checkpoint), num_threads=num_threads)
+        self.policy = VLAPolicy.from_checkpoint(
+            Path(checkpoint), num_threads=num_threads, temporal_ensemble=temporal_ensemble, execute_steps=execute_steps
+        )
         self.checkpoint = str(checkpoint)
 
     def reset(self, env: Any) -> None:

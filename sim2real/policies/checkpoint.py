@@ -39,7 +39,7 @@ from sim2real.policies.registry import POLICIES
 from sim2real.policies.tokenizer import ActionTokenizer
 
 FORMAT = "sim2real.policy_checkpoint"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -52,7 +52,13 @@ TRAINER_STATE_FILE = "trainer_state.json"
 REQUIRED_FILES = (CONFIG_FILE, MODEL_FILE, NORMALIZATION_FILE, TOKENIZER_FILE)
 
 #: ``{old_version: f(config_json) -> config_json of old_version + 1}``; none yet.
-MIGRATIONS: dict[int, Any] = {}
+def _v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 added ``token_coordinates`` (default on); version-1 models were built without it."""
+    return {**meta, "schema_version": 2, "config": {**meta.get("config", {}), "token_coordinates": False}}
+
+
+#: schema version -> a function upgrading a checkpoint's config.json by one version
+MIGRATIONS: dict[int, Any] = {1: _v1_to_v2}
 
 
 class CheckpointError(RuntimeError):

@@ -29,7 +29,9 @@ class VLAPolicy:
     :class:`sim2real.sim.env.Sim2RealEnv` observation). ``act`` returns float32 (7,): the first
     action of the predicted chunk or, with ``temporal_ensemble=m``, ACT's temporal ensemble:
     the average of every still-valid chunk's prediction for the current step, weighted
-    ``exp(-m * i)`` with ``i = 0`` the oldest prediction. A new instruction resets the history.
+    ``exp(-m * i)`` with ``i = 0`` the oldest prediction; or, with ``execute_steps=k``, the
+    first ``k`` actions of a chunk played open loop before the next prediction (ACT's chunk
+    execution; every frame still enters the history). A new instruction resets the history.
     ``num_threads`` sets torch's (process-wide) intra-op thread count.
     """
 
@@ -40,8 +42,13 @@ class VLAPolicy:
         *,
         device: str | torch.device = "cpu",
         temporal_ensemble: float | None = None,
+        execute_steps: int = 1,
         num_threads: int | None = None,
     ) -> None:
+        if not 1 <= execute_steps <= model.config.chunk:
+            raise ValueError(f"execute_steps must be in [1, chunk={model.config.chunk}], got {execute_steps}")
+        if temporal_ensemble is not None and execute_steps != 1:
+            raise ValueError("use either temporal_ensemble or execute_steps > 1, not both")
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         self.device = torch.device(device)
@@ -49,6 +56,8 @@ class VLAPolicy:
         self.tokenizer = tokenizer
         self.config = model.config
         self.temporal_ensemble = temporal_ensemble
+        self.execute_steps = execute_steps
+        self._queue: deque[np.ndarray] = deque()
         self.last_latency_ms = float("nan")
         self._tokens: deque[torch.Tensor] = deque(maxlen=self.config.history)
         self._chunks: deque[tuple[int, np.ndarray]] = deque(maxlen=self.config.chunk)
@@ -63,6 +72,7 @@ class VLAPolicy:
         device: str | torch.device = "cpu",
         *,
         temporal_ensemble: float | None = None,
+        execute_steps: int = 1,
         num_threads: int | None = None,
         expected_cameras: Sequence[str] | None = None,
     ) -> VLAPolicy:
@@ -73,6 +83,7 @@ class VLAPolicy:
             ckpt.tokenizer,
             device=device,
             temporal_ensemble=temporal_ensemble,  # type: ignore[arg-type]
+            execute_steps=execute_steps,
             num_threads=num_threads,
         )
 
@@ -84,6 +95,7 @@ class VLAPolicy:
         """Forget the history (call at every episode start)."""
         self._tokens.clear()
         self._chunks.clear()
+        self._queue.clear()
         self._step = 0
 
     def _inputs(self, observation: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -105,9 +117,8 @@ class VLAPolicy:
             raise ValueError(f"expected state of shape ({self.config.state_dim},), got {state.shape}")
         return out, torch.from_numpy(state).to(self.device).view(1, 1, -1)
 
-    @torch.inference_mode()
-    def predict_chunk(self, observation: Mapping[str, Any], instruction: str) -> np.ndarray:
-        """Add ``observation`` to the history and return the predicted chunk, float32 (Ta, 7)."""
+    def _observe(self, observation: Mapping[str, Any], instruction: str) -> None:
+        """Encode the new frame into the history (a new instruction resets it first)."""
         if instruction != self._instruction:
             self.reset()
             self._instruction = instruction
@@ -115,21 +126,32 @@ class VLAPolicy:
         assert self._lang is not None
         images, state = self._inputs(observation)
         self._tokens.append(self.model.encode_frames(images, state, self._lang)[:, 0])  # (1, N_obs, D)
+
+    def _decode(self) -> np.ndarray:
         tokens = torch.stack(list(self._tokens), dim=1)  # (1, T, N_obs, D), T <= To
         logits = self.model.decode(tokens, self._lang)  # (1, Ta, A, bins)
         return self.tokenizer.decode(logits.argmax(dim=-1))[0].cpu().numpy()
 
+    @torch.inference_mode()
+    def predict_chunk(self, observation: Mapping[str, Any], instruction: str) -> np.ndarray:
+        """Add ``observation`` to the history and return the predicted chunk, float32 (Ta, 7)."""
+        self._observe(observation, instruction)
+        return self._decode()
+
+    @torch.inference_mode()
     def act(self, observation: Mapping[str, Any], instruction: str) -> np.ndarray:
         """One control step: float32 (7,) action ``[dx, dy, dz, droll, dpitch, dyaw, gripper]``."""
         start = time.perf_counter()
-        chunk = self.predict_chunk(observation, instruction)
-        if self.temporal_ensemble is None:
-            action = chunk[0]
-        else:
-            self._chunks.append((self._step, chunk))
+        self._observe(observation, instruction)
+        if self.temporal_ensemble is not None:
+            self._chunks.append((self._step, self._decode()))
             preds = [c[self._step - t] for t, c in self._chunks if self._step - t < len(c)]  # oldest first
             weights = np.exp(-self.temporal_ensemble * np.arange(len(preds)))
             action = (np.stack(preds) * weights[:, None]).sum(0) / weights.sum()
+        else:
+            if not self._queue:
+                self._queue.extend(self._decode()[: self.execute_steps])
+            action = self._queue.popleft()
         self._step += 1
         self.last_latency_ms = (time.perf_counter() - start) * 1e3
         return np.asarray(action, dtype=np.float32)

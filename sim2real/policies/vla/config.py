@@ -34,6 +34,7 @@ class VLAConfig:
     share_vision_encoder: bool = False  # one encoder for all cameras instead of one per camera
     film: bool = True  # FiLM-condition every vision stage on the instruction embedding
     tokens_per_frame: int = 4  # TokenLearner output tokens per camera per frame
+    token_coordinates: bool = True  # append each token's soft-argmax (x, y) on the grid (+ Fourier features)
 
     # --- language
     language: str = "minilm"

@@ -30,7 +30,7 @@ from sim2real.policies.registry import POLICIES
 from sim2real.policies.tokenizer import ActionTokenizer
 from sim2real.policies.vla.config import VLAConfig
 from sim2real.policies.vla.transformer import Transformer
-from sim2real.policies.vla.vision import TokenLearner, VisionEncoder, build_vision_encoder, load_vision_weights
+from sim2real.policies.vla.vision import TokenCoordinates, TokenLearner, VisionEncoder, build_vision_encoder, load_vision_weights
 
 Batch = Mapping[str, Any]
 
@@ -79,7 +79,9 @@ class VLAModel(nn.Module):
         self.token_learner = nn.ModuleDict(
             {cam: TokenLearner(first.out_channels, cfg.tokens_per_frame) for cam in cfg.cameras}
         )
-        self.token_proj = nn.Linear(first.out_channels, dim)
+        self.token_coordinates = TokenCoordinates() if cfg.token_coordinates else None
+        coordinate_dim = self.token_coordinates.dim if self.token_coordinates is not None else 0
+        self.token_proj = nn.Linear(first.out_channels + coordinate_dim, dim)
 
         self.register_buffer("state_mean", torch.zeros(cfg.state_dim))
         self.register_buffer("state_std", torch.ones(cfg.state_dim))
@@ -164,10 +166,12 @@ class VLAModel(nn.Module):
         first = self._camera_images(images)[0]
         b, t = first.shape[:2]
         cond = lang.repeat_interleave(t, dim=0) if self.config.film else None  # (B*T, L)
-        tokens = [
-            self.token_learner[cam](f)[0]
-            for cam, f in zip(self.config.cameras, self._feature_maps(images, cond), strict=True)
-        ]
+        tokens = []
+        for cam, features in zip(self.config.cameras, self._feature_maps(images, cond), strict=True):
+            pooled, attention = self.token_learner[cam](features)  # (B*T, S, C), (B*T, S, h, w)
+            if self.token_coordinates is not None:
+                pooled = torch.cat([pooled, self.token_coordinates(attention)], dim=-1)
+            tokens.append(pooled)
         obs = self.token_proj(torch.cat(tokens, dim=1))  # (B*T, cams*S, D)
         if self.proprio_proj is not None:
             if state is None:

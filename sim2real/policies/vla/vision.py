@@ -229,6 +229,31 @@ class TokenLearner(nn.Module):
         return tokens, attn.reshape(n, -1, h, w)
 
 
+class TokenCoordinates(nn.Module):
+    """Where each TokenLearner token looks: the soft-argmax of its attention map.
+
+    Pooling features with an attention map keeps *what* a token sees but not *where*; the
+    expected grid coordinate under the map (a spatial-softmax keypoint, as in Levine et al.,
+    2016) restores it with sub-cell precision. ``forward(attention (N, S, h, w)) ->
+    (N, S, 2 + 4 * len(frequencies))``: ``(x, y)`` in [-1, 1] and ``sin/cos(pi f x|y)``.
+    """
+
+    def __init__(self, frequencies: tuple[float, ...] = (1.0, 2.0, 4.0)) -> None:
+        super().__init__()
+        self.register_buffer("frequencies", torch.tensor(frequencies) * math.pi, persistent=False)
+        self.dim = 2 + 4 * len(frequencies)
+
+    def forward(self, attention: torch.Tensor) -> torch.Tensor:
+        n, s, h, w = attention.shape
+        ys = torch.linspace(-1.0, 1.0, h, device=attention.device, dtype=attention.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=attention.device, dtype=attention.dtype)
+        x = (attention.sum(dim=2) * xs).sum(dim=-1)  # (N, S)
+        y = (attention.sum(dim=3) * ys).sum(dim=-1)
+        xy = torch.stack([x, y], dim=-1)  # (N, S, 2)
+        angles = (xy.unsqueeze(-1) * self.frequencies).flatten(-2)  # (N, S, 2F)
+        return torch.cat([xy, angles.sin(), angles.cos()], dim=-1)
+
+
 def build_vision_encoder(name: str, *, image_size: int, width: int, cond_dim: int | None) -> VisionEncoder:
     """``name`` in ``small_cnn | resnet18 | vit``."""
     if name == "small_cnn":  # small inputs keep a stride-2 first layer: their grid stays >= 4x4
