@@ -11,6 +11,7 @@ leftovers of interrupted ones. ``build_index`` writes the dataset-wide views: RL
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import math
@@ -202,10 +203,33 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+#: this process's simulators, reused across the shards it runs (a model build and a GL context
+#: per shard would otherwise cost every worker a start-up per shard)
+_PROCESS_BACKENDS: dict[tuple[str, str], Any] = {}
+
+
+def _process_backend(name: str, config: Any) -> Any:
+    from sim2real.sim.backend import make_backend
+
+    key = (name, repr(config))
+    if key not in _PROCESS_BACKENDS:
+        if not _PROCESS_BACKENDS:
+            atexit.register(close_process_backends)
+        _PROCESS_BACKENDS[key] = make_backend(name, config)
+    return _PROCESS_BACKENDS[key]
+
+
+def close_process_backends() -> None:
+    """Close the simulators this process keeps for its shards."""
+    while _PROCESS_BACKENDS:
+        _, backend = _PROCESS_BACKENDS.popitem()
+        backend.close()
+
+
 def run_shard(job: ShardJob, progress: Any = None) -> dict[str, Any]:
     """Generate one shard in this process (its own simulator) and commit its files."""
     from sim2real.rollout import derived_seed, record_expert_episode
-    from sim2real.sim.backend import BackendConfig, make_backend
+    from sim2real.sim.backend import BackendConfig
     from sim2real.sim.env import Sim2RealEnv
 
     config = job.config
@@ -213,7 +237,7 @@ def run_shard(job: ShardJob, progress: Any = None) -> dict[str, Any]:
     root = Path(config.output_dir)
     paths = _shard_paths(root, job.shard, config.num_shards, config.split)
     backend_config = BackendConfig(control_hz=config.control_hz, physics_hz=config.physics_hz, shadows=config.shadows)
-    backend = make_backend(config.backend, backend_config)  # one simulator per worker, shared by the tasks
+    backend = _process_backend(config.backend, backend_config)  # one simulator per worker, shared by the tasks
     tasks = config.tasks()
     envs: dict[str, Sim2RealEnv] = {}
     writers = _ShardWriters(config, paths)
@@ -243,8 +267,10 @@ def run_shard(job: ShardJob, progress: Any = None) -> dict[str, Any]:
                 progress.put((1, int(result.success)))
         record["files"] = writers.commit()
         record["write_seconds"] = writers.seconds
-    finally:
+    except BaseException:
+        _PROCESS_BACKENDS.pop((config.backend, repr(backend_config)), None)
         backend.close()
+        raise
     record["seconds"] = time.perf_counter() - start
     return record
 
@@ -318,8 +344,11 @@ def _run_shards(config: GenerationConfig, shards: list[int], bar: Any) -> Iterat
 
     if config.workers == 1 or len(shards) <= 1:
         queue = _InlineQueue(tick)
-        for shard in shards:
-            yield run_shard(ShardJob(config, shard), queue)
+        try:
+            for shard in shards:
+                yield run_shard(ShardJob(config, shard), queue)
+        finally:
+            close_process_backends()
         return
     context = mp.get_context("spawn")
     with context.Manager() as manager:

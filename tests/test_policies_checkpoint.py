@@ -236,13 +236,13 @@ def test_missing_folder_or_file_names_the_path(tmp_path):
 
 
 def test_schema_version_1_checkpoints_load_through_the_migration(tmp_path):
-    model = _model(token_coordinates=False)
+    model = _model(token_coordinates=False, keypoints=0)
     path = save_checkpoint(tmp_path / "v1", model, TOK, STATS)
     meta = json.loads((path / CONFIG_FILE).read_text())
-    del meta["config"]["token_coordinates"]  # written before the field existed
+    del meta["config"]["token_coordinates"], meta["config"]["keypoints"]  # written before the fields existed
     _corrupt(path, schema_version=1, config=meta["config"])
     loaded = load_checkpoint(path)
-    assert loaded.config.token_coordinates is False
+    assert loaded.config.token_coordinates is False and loaded.config.keypoints == 0
     batch = _batches(1)[0]
     with torch.no_grad():
         assert torch.equal(model(batch), loaded.model(batch))

@@ -35,6 +35,7 @@ class VLAConfig:
     film: bool = True  # FiLM-condition every vision stage on the instruction embedding
     tokens_per_frame: int = 4  # TokenLearner output tokens per camera per frame
     token_coordinates: bool = True  # append each token's soft-argmax (x, y) on the grid (+ Fourier features)
+    keypoints: int = 32  # spatial-softmax keypoints per camera, fed as one more token per camera (0: off)
 
     # --- language
     language: str = "minilm"

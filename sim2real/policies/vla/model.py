@@ -30,7 +30,14 @@ from sim2real.policies.registry import POLICIES
 from sim2real.policies.tokenizer import ActionTokenizer
 from sim2real.policies.vla.config import VLAConfig
 from sim2real.policies.vla.transformer import Transformer
-from sim2real.policies.vla.vision import TokenCoordinates, TokenLearner, VisionEncoder, build_vision_encoder, load_vision_weights
+from sim2real.policies.vla.vision import (
+    SpatialKeypoints,
+    TokenCoordinates,
+    TokenLearner,
+    VisionEncoder,
+    build_vision_encoder,
+    load_vision_weights,
+)
 
 Batch = Mapping[str, Any]
 
@@ -82,13 +89,18 @@ class VLAModel(nn.Module):
         self.token_coordinates = TokenCoordinates() if cfg.token_coordinates else None
         coordinate_dim = self.token_coordinates.dim if self.token_coordinates is not None else 0
         self.token_proj = nn.Linear(first.out_channels + coordinate_dim, dim)
+        self.keypoints = nn.ModuleDict(
+            {cam: SpatialKeypoints(first.out_channels, cfg.keypoints) for cam in cfg.cameras} if cfg.keypoints else {}
+        )
+        self.keypoint_proj = nn.Linear(2 * cfg.keypoints, dim) if cfg.keypoints else None
 
         self.register_buffer("state_mean", torch.zeros(cfg.state_dim))
         self.register_buffer("state_std", torch.ones(cfg.state_dim))
         self.proprio_proj = nn.Linear(cfg.state_dim, dim) if cfg.use_proprio else None
         self.lang_proj = nn.Linear(lang_dim, dim) if cfg.language_token else None
 
-        self.num_obs_tokens = len(cfg.cameras) * cfg.tokens_per_frame + int(cfg.use_proprio)
+        self.tokens_per_camera = cfg.tokens_per_frame + int(cfg.keypoints > 0)
+        self.num_obs_tokens = len(cfg.cameras) * self.tokens_per_camera + int(cfg.use_proprio)
         self.readout = nn.Parameter(torch.randn(cfg.readout_tokens, dim) * 0.02)
         self.frame_embed = nn.Parameter(torch.randn(self.num_obs_tokens + cfg.readout_tokens, dim) * 0.02)
         self.time_embed = nn.Parameter(torch.randn(cfg.history, dim) * 0.02)
@@ -171,8 +183,12 @@ class VLAModel(nn.Module):
             pooled, attention = self.token_learner[cam](features)  # (B*T, S, C), (B*T, S, h, w)
             if self.token_coordinates is not None:
                 pooled = torch.cat([pooled, self.token_coordinates(attention)], dim=-1)
-            tokens.append(pooled)
-        obs = self.token_proj(torch.cat(tokens, dim=1))  # (B*T, cams*S, D)
+            camera_tokens = self.token_proj(pooled)  # (B*T, S, D)
+            if self.keypoint_proj is not None:
+                keypoint_token = self.keypoint_proj(self.keypoints[cam](features)).unsqueeze(1)  # (B*T, 1, D)
+                camera_tokens = torch.cat([camera_tokens, keypoint_token], dim=1)
+            tokens.append(camera_tokens)
+        obs = torch.cat(tokens, dim=1)  # (B*T, cams * (S + keypoint token), D)
         if self.proprio_proj is not None:
             if state is None:
                 raise ValueError("this policy uses proprio state (use_proprio=True) but no state was given")

@@ -229,6 +229,17 @@ class TokenLearner(nn.Module):
         return tokens, attn.reshape(n, -1, h, w)
 
 
+def soft_argmax(attention: torch.Tensor) -> torch.Tensor:
+    """Expected grid position of each map: ``(N, K, h, w)`` maps summing to 1 -> ``(N, K, 2)``
+    ``(x, y)`` in [-1, 1] (x along the width, y along the height)."""
+    h, w = attention.shape[-2:]
+    ys = torch.linspace(-1.0, 1.0, h, device=attention.device, dtype=attention.dtype)
+    xs = torch.linspace(-1.0, 1.0, w, device=attention.device, dtype=attention.dtype)
+    x = (attention.sum(dim=-2) * xs).sum(dim=-1)
+    y = (attention.sum(dim=-1) * ys).sum(dim=-1)
+    return torch.stack([x, y], dim=-1)
+
+
 class TokenCoordinates(nn.Module):
     """Where each TokenLearner token looks: the soft-argmax of its attention map.
 
@@ -244,14 +255,25 @@ class TokenCoordinates(nn.Module):
         self.dim = 2 + 4 * len(frequencies)
 
     def forward(self, attention: torch.Tensor) -> torch.Tensor:
-        n, s, h, w = attention.shape
-        ys = torch.linspace(-1.0, 1.0, h, device=attention.device, dtype=attention.dtype)
-        xs = torch.linspace(-1.0, 1.0, w, device=attention.device, dtype=attention.dtype)
-        x = (attention.sum(dim=2) * xs).sum(dim=-1)  # (N, S)
-        y = (attention.sum(dim=3) * ys).sum(dim=-1)
-        xy = torch.stack([x, y], dim=-1)  # (N, S, 2)
+        xy = soft_argmax(attention)  # (N, S, 2)
         angles = (xy.unsqueeze(-1) * self.frequencies).flatten(-2)  # (N, S, 2F)
         return torch.cat([xy, angles.sin(), angles.cos()], dim=-1)
+
+
+class SpatialKeypoints(nn.Module):
+    """Spatial softmax (Levine et al., 2016; robomimic's image encoder head): a 1x1 conv to
+    ``K`` maps, a softmax over the grid per map with a learned temperature, and each map's
+    expected ``(x, y)`` in [-1, 1]. ``forward(features (N, C, h, w)) -> (N, 2K)``."""
+
+    def __init__(self, channels: int, num_keypoints: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, num_keypoints, kernel_size=1)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = features.shape
+        logits = self.conv(features).flatten(2) * torch.exp(-self.log_temperature)  # (N, K, hw)
+        return soft_argmax(logits.softmax(dim=-1).view(n, -1, h, w)).flatten(1)
 
 
 def build_vision_encoder(name: str, *, image_size: int, width: int, cond_dim: int | None) -> VisionEncoder:
