@@ -1,11 +1,24 @@
-"""Encode and decode single RGB frames as PNG (lossless) or JPEG (lossy) bytes with Pillow."""
+"""Encode and decode single RGB frames as PNG (lossless) or JPEG (lossy) bytes.
+
+PNG is written directly (signature, IHDR, one IDAT, IEND) with the ``Sub`` row filter and
+ISA-L's deflate (``isal``, zlib-compatible streams, ~6x faster than zlib at level 1; zlib when
+``isal`` is not installed): several times faster than Pillow's adaptive filtering at the same
+size. Any PNG decoder reads it. JPEG and all decoding go through Pillow.
+"""
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
+
+try:
+    from isal import isal_zlib as _deflate
+except ImportError:  # pragma: no cover - isal ships wheels for the common platforms
+    _deflate = zlib  # type: ignore[assignment]
 
 from sim2real.datasets.schema import DatasetError
 
@@ -15,18 +28,37 @@ IMAGE_FORMATS = ("png", "jpeg")
 def encode_image(frame: np.ndarray, image_format: str = "png", *, png_level: int = 1, jpeg_quality: int = 95) -> bytes:
     """Encode one uint8 (H, W, 3) RGB frame.
 
-    ``png_level`` is the zlib level (0-9; 1 is fast and still compresses rendered frames well);
-    ``jpeg_quality`` in [1, 95].
+    ``png_level`` is the deflate level (0-9; ISA-L caps it at 3; 1 is fast and still
+    compresses rendered frames well); ``jpeg_quality`` in [1, 95].
     """
+    if image_format == "png":
+        return encode_png(frame, png_level)
     image = Image.fromarray(np.ascontiguousarray(frame))
     buffer = io.BytesIO()
-    if image_format == "png":
-        image.save(buffer, format="PNG", compress_level=png_level)
-    elif image_format == "jpeg":
+    if image_format == "jpeg":
         image.save(buffer, format="JPEG", quality=jpeg_quality)
     else:
         raise ValueError(f"unknown image format {image_format!r}; known formats: {', '.join(IMAGE_FORMATS)}")
     return buffer.getvalue()
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
+
+
+def encode_png(frame: np.ndarray, level: int = 1) -> bytes:
+    """uint8 (H, W, 3) RGB -> PNG bytes (8-bit RGB, no interlace, ``Sub`` filter on every row)."""
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) frame, got {frame.dtype} {frame.shape}")
+    height, width = frame.shape[:2]
+    rows = np.ascontiguousarray(frame).reshape(height, width * 3)
+    filtered = np.empty((height, width * 3 + 1), np.uint8)
+    filtered[:, 0] = 1  # filter type Sub: each byte minus the byte one pixel to the left (mod 256)
+    filtered[:, 1:4] = rows[:, :3]
+    np.subtract(rows[:, 3:], rows[:, :-3], out=filtered[:, 4:])
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = _deflate.compress(filtered.tobytes(), min(level, 3) if _deflate is not zlib else level)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def decode_image(data: bytes, where: str) -> np.ndarray:

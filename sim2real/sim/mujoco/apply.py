@@ -12,7 +12,7 @@ import mujoco
 import numpy as np
 
 from sim2real.sim.geometry import look_at_matrix, matrix_to_quat_wxyz
-from sim2real.sim.mujoco.scene import MAX_LIGHTS, OBJECT_TEXTURE_SIZE, SURFACE_TEXTURE_SIZE
+from sim2real.sim.mujoco.scene import MAX_LIGHTS, OBJECT_TEXTURE_SIZE, SURFACE_TEXTURE_SIZE, object_texture
 from sim2real.sim.scene_spec import MaterialSpec, SceneSpec
 from sim2real.sim.textures import render_texture
 
@@ -62,8 +62,8 @@ class SceneApplier:
         for surface in ("table", "floor", "backdrop"):
             material: MaterialSpec = getattr(scene.surfaces, surface)
             changed += self._material(f"mat_{surface}", f"tex_{surface}", material, SURFACE_TEXTURE_SIZE)
-        for obj in scene.objects:
-            changed += self._material(f"mat_obj_{obj.name}", f"tex_obj_{obj.name}", obj.material, OBJECT_TEXTURE_SIZE)
+        for index, obj in enumerate(scene.objects):
+            changed += self._material(f"mat_obj_{obj.name}", object_texture(index), obj.material, OBJECT_TEXTURE_SIZE)
             self._object_physics(obj.name, obj.mass, obj.friction, obj.static)
         self._lights(scene)
         self._cameras(scene)

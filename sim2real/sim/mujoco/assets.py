@@ -24,6 +24,7 @@ class MeshData:
     faces: np.ndarray
 
 
+@cache
 def franka_mesh_dir() -> Path:
     """Folder of the Franka STL meshes inside the installed gymnasium-robotics package."""
     import importlib.util
@@ -87,3 +88,25 @@ def panda_mesh(link: str, kind: str, reduction: float) -> MeshData:
         np.savez(tmp, vertices=mesh.vertices, faces=mesh.faces)
     os.replace(tmp.name, cached)
     return mesh
+
+
+@cache
+def panda_mesh_file(link: str, kind: str, reduction: float) -> Path:
+    """A mesh file of a Panda link for ``MjSpec.add_mesh(file=...)``: the shipped STL, or the
+    decimated visual mesh written once as OBJ beside its cache entry.
+
+    Meshes given as files go through MuJoCo's asset cache, so a process compiles (convex
+    hulls, inertia) each Panda mesh once instead of at every model rebuild (~11 ms each)."""
+    source = franka_mesh_dir() / kind / f"{link}.stl"
+    if kind == "collision" or reduction <= 0.0:
+        return source
+    digest = hashlib.sha256(source.read_bytes() + f"{reduction:.4f}".encode()).hexdigest()[:16]
+    path = cache_dir() / f"{link}-{digest}.obj"
+    if not path.exists():
+        mesh = panda_mesh(link, kind, reduction)
+        lines = [f"v {x:.9g} {y:.9g} {z:.9g}" for x, y, z in mesh.vertices]
+        lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in mesh.faces]
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".obj", delete=False) as tmp:
+            tmp.write("\n".join(lines) + "\n")
+        os.replace(tmp.name, path)
+    return path

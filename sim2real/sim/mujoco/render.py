@@ -1,5 +1,7 @@
-"""Offscreen rendering: one GL context per process (EGL on servers), a new MjrContext only
-when the model is rebuilt, RGB and segmentation reads."""
+"""Offscreen rendering: one GL context per process (EGL on servers), RGB and segmentation
+reads. A rebuilt model gets a new MjrContext only when its render resources differ in layout
+(mesh and texture counts and sizes, buffer sizes); otherwise the context is kept and only the
+meshes whose vertices changed are re-uploaded (textures are uploaded by the scene applier)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ class OffscreenRenderer:
         self._max = (max_width, max_height)
         self._context: mujoco.MjrContext | None = None
         self._model: mujoco.MjModel | None = None
+        self._layout: tuple | None = None
+        self.contexts_made = 0
         self._scene: mujoco.MjvScene | None = None
         self._option = mujoco.MjvOption()
         self._camera = mujoco.MjvCamera()
@@ -24,12 +28,22 @@ class OffscreenRenderer:
         self.reflections = reflections
 
     def set_model(self, model: mujoco.MjModel) -> None:
-        """Bind a (re)built model: uploads its meshes and textures to the GL context."""
+        """Bind a (re)built model: its meshes and textures must be on the GL context."""
         self._gl.make_current()
-        if self._context is not None:
-            self._context.free()
-        self._model = model
-        self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
+        layout = _render_layout(model)
+        if self._context is not None and layout == self._layout and self._model is not None:
+            previous = self._model
+            self._model = model
+            for mesh in range(model.nmesh):
+                if not _same_mesh(previous, model, mesh):
+                    mujoco.mjr_uploadMesh(model, self._context, mesh)
+        else:
+            if self._context is not None:
+                self._context.free()
+            self._model = model
+            self._layout = layout
+            self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
+            self.contexts_made += 1
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
         self._scene = mujoco.MjvScene(model, maxgeom=2000)
 
@@ -79,3 +93,32 @@ class OffscreenRenderer:
             self._context.free()
             self._context = None
         self._gl.free()
+
+
+def _render_layout(model: mujoco.MjModel) -> tuple:
+    """What an MjrContext is sized by: buffers, meshes, textures, height fields, skins."""
+    vis = model.vis
+    return (
+        vis.global_.offwidth, vis.global_.offheight, vis.quality.shadowsize, vis.quality.offsamples,
+        float(model.stat.extent), float(vis.map.znear), float(vis.map.zfar), float(vis.map.fogstart),
+        float(vis.map.fogend), float(vis.map.shadowclip), float(vis.map.shadowscale),
+        model.mesh_vertnum.tobytes(), model.mesh_facenum.tobytes(), model.mesh_normalnum.tobytes(),
+        model.mesh_texcoordnum.tobytes(), model.tex_type.tobytes(), model.tex_width.tobytes(),
+        model.tex_height.tobytes(), model.tex_nchannel.tobytes(), model.nhfield, model.nskin, model.nflex,
+    )  # fmt: skip
+
+
+def _same_mesh(a: mujoco.MjModel, b: mujoco.MjModel, mesh: int) -> bool:
+    """Same vertices, normals and faces for mesh ``mesh`` (layouts already equal)."""
+    v0, n = a.mesh_vertadr[mesh], a.mesh_vertnum[mesh]
+    w0 = b.mesh_vertadr[mesh]
+    f0, f = a.mesh_faceadr[mesh], a.mesh_facenum[mesh]
+    g0 = b.mesh_faceadr[mesh]
+    n0, nn = a.mesh_normaladr[mesh], a.mesh_normalnum[mesh]
+    m0 = b.mesh_normaladr[mesh]
+    return (
+        np.array_equal(a.mesh_vert[v0 : v0 + n], b.mesh_vert[w0 : w0 + n])
+        and np.array_equal(a.mesh_face[f0 : f0 + f], b.mesh_face[g0 : g0 + f])
+        and np.array_equal(a.mesh_normal[n0 : n0 + nn], b.mesh_normal[m0 : m0 + nn])
+        and np.array_equal(a.mesh_facenormal[f0 : f0 + f], b.mesh_facenormal[g0 : g0 + f])
+    )

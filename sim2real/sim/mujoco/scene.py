@@ -16,7 +16,7 @@ import mujoco
 import numpy as np
 
 from sim2real.sim import shapes
-from sim2real.sim.mujoco.assets import PANDA_LINKS, panda_mesh
+from sim2real.sim.mujoco.assets import PANDA_LINKS, panda_mesh_file
 from sim2real.sim.robots import ROBOTS
 from sim2real.sim.scene_spec import SceneSpec
 
@@ -74,6 +74,9 @@ def structure_key(scene: SceneSpec) -> tuple:
     return (scene.robot.name, objects, cameras)
 
 
+OBJECT_TEXTURE_SLOTS = 6  # task objects (<= 3) + distractors (<= 3 in the shipped presets)
+
+
 def _quat_from_euler(euler: tuple[float, float, float]) -> np.ndarray:
     quat = np.zeros(4)
     mujoco.mju_euler2Quat(quat, np.asarray(euler, float), "xyz")
@@ -122,12 +125,10 @@ def _add_surroundings(spec: mujoco.MjSpec) -> None:
 
 def _add_panda(spec: mujoco.MjSpec, options: BuildOptions) -> None:
     robot = ROBOTS.get("panda")
-    for link in PANDA_LINKS:
-        visual = panda_mesh(link, "visual", options.visual_mesh_reduction)
-        spec.add_mesh(name=f"{link}_viz", uservert=visual.vertices.ravel(), userface=visual.faces.ravel())
+    for link in PANDA_LINKS:  # files, not vertex arrays: MuJoCo's asset cache then compiles each once
+        spec.add_mesh(name=f"{link}_viz", file=str(panda_mesh_file(link, "visual", options.visual_mesh_reduction)))
         if link != "finger":
-            collision = panda_mesh(link, "collision", 0.0)
-            spec.add_mesh(name=f"{link}_col", uservert=collision.vertices.ravel(), userface=collision.faces.ravel())
+            spec.add_mesh(name=f"{link}_col", file=str(panda_mesh_file(link, "collision", 0.0)))
     spec.add_material(name="mat_robot", rgba=(0.95, 0.95, 0.93, 1.0), specular=0.4, shininess=0.4)
     spec.add_material(name="mat_robot_dark", rgba=(0.2, 0.2, 0.22, 1.0), specular=0.3, shininess=0.3)
 
@@ -233,11 +234,18 @@ def _add_object_geoms(spec: mujoco.MjSpec, body: mujoco.MjsBody, obj, material: 
             )
 
 
+def object_texture(index: int) -> str:
+    """Name of the texture slot of the ``index``-th object of a scene."""
+    return f"tex_obj{index}"
+
+
 def _add_objects(spec: mujoco.MjSpec, scene: SceneSpec) -> None:
-    for obj in scene.objects:
-        texture = f"tex_obj_{obj.name}"  # always allocated: texture changes need no rebuild
-        _add_texture(spec, texture, OBJECT_TEXTURE_SIZE)
-        _add_material(spec, f"mat_obj_{obj.name}", texture, (8, 8))
+    # Texture slots are always allocated, and as many whatever the object count: texture changes
+    # need no rebuild, and a rebuild keeps the render context's texture layout (see render.py).
+    for index in range(max(OBJECT_TEXTURE_SLOTS, len(scene.objects))):
+        _add_texture(spec, object_texture(index), OBJECT_TEXTURE_SIZE)
+    for index, obj in enumerate(scene.objects):
+        _add_material(spec, f"mat_obj_{obj.name}", object_texture(index), (8, 8))
         z = obj.pos[2] + shapes.half_height(obj.shape, obj.size)
         body = spec.worldbody.add_body(name=f"obj_{obj.name}", pos=(obj.pos[0], obj.pos[1], z))
         if not obj.static:
