@@ -65,7 +65,8 @@ def main(cfg: DictConfig) -> None:
     assert isinstance(raw, dict)
     config = EvaluationConfig(
         policy=raw["policy"]["name"], checkpoint=raw["policy"]["checkpoint"],
-        temporal_ensemble=raw["policy"]["temporal_ensemble"], execute_steps=raw["policy"]["execute_steps"], variants=tuple(raw["variants"]),
+        temporal_ensemble=raw["policy"]["temporal_ensemble"], execute_steps=raw["policy"]["execute_steps"],
+        variants=tuple(raw["variants"]),
         tasks=tuple(raw["tasks"]), episodes_per_variant=raw["episodes_per_variant"], workers=raw["workers"],
         seed=raw["seed"], randomization=raw["randomization"], output_dir=raw["output_dir"],
         reference_rows=raw["reference_rows"], videos=raw["videos"], replay_path=raw["replay"]["path"],

@@ -23,6 +23,7 @@ class GenerateSchema:
     num_episodes: int = 200
     seed: int = 0
     formats: list[str] = field(default_factory=lambda: ["zarr", "rlds", "hdf5"])
+    codecs: dict[str, Any] = field(default_factory=dict)
     output_dir: str = MISSING
     workers: int = 1
     shard_size: int = 50

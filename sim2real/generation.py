@@ -66,6 +66,7 @@ class GenerationConfig:
     build_index: bool = True
     progress: bool = True
     randomization: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
+    codecs: dict[str, dict[str, Any]] = field(default_factory=dict)  # writer options per format (zarr, hdf5)
 
     def tasks(self) -> list[str]:
         return TASKS.names() if self.task == "all" else [self.task]
@@ -80,9 +81,37 @@ class GenerationConfig:
     def fingerprint(self) -> dict[str, Any]:
         """The options that determine the data: a resume must match them exactly."""
         keep = ("task", "split", "num_episodes", "seed", "formats", "shard_size", "backend", "max_attempts",
-                "expert_noise", "cameras", "image_size", "control_hz", "physics_hz", "randomization")  # fmt: skip
+                "expert_noise", "cameras", "image_size", "control_hz", "physics_hz", "randomization",
+                "codecs")  # fmt: skip
         data = asdict(self)
         return json.loads(json.dumps({k: data[k] for k in keep}))
+
+
+#: writer options ``codecs.<format>`` may set (RLDS images are always PNG: TFDS's Image feature)
+CODEC_OPTIONS = {
+    "zarr": ("cname", "clevel", "image_shuffle", "image_chunk_steps", "lowdim_chunk_steps"),
+    "hdf5": ("image_compression", "image_compression_opts", "image_chunk_steps"),
+}
+
+
+def _check_codecs(codecs: dict[str, dict[str, Any]]) -> None:
+    for name, options in codecs.items():
+        if name not in CODEC_OPTIONS:
+            raise GenerationError(f"codecs.{name}: no writer options for {name!r}; formats with options: "
+                                  f"{', '.join(CODEC_OPTIONS)}")  # fmt: skip
+        for key in options:
+            if key not in CODEC_OPTIONS[name]:
+                raise GenerationError(f"codecs.{name}.{key}: unknown option; known: {', '.join(CODEC_OPTIONS[name])}")
+    zarr = codecs.get("zarr", {})
+    if zarr.get("cname", "lz4") not in ("lz4", "lz4hc", "blosclz", "zstd", "zlib"):
+        raise GenerationError(
+            f"codecs.zarr.cname: {zarr['cname']!r} is not a Blosc codec (lz4, lz4hc, blosclz, zstd, zlib)"
+        )
+    if not 0 <= int(zarr.get("clevel", 5)) <= 9:
+        raise GenerationError(f"codecs.zarr.clevel: {zarr['clevel']} is outside [0, 9]")
+    if codecs.get("hdf5", {}).get("image_compression") not in (None, "lzf", "gzip"):
+        raise GenerationError(f"codecs.hdf5.image_compression: {codecs['hdf5']['image_compression']!r}; "
+                              "expected null, lzf or gzip")  # fmt: skip
 
 
 def validate(config: GenerationConfig) -> RandomizationConfig:
@@ -100,6 +129,7 @@ def validate(config: GenerationConfig) -> RandomizationConfig:
     load_builtin_formats()
     for name in config.formats:
         DATASET_WRITERS.get(name)
+    _check_codecs(config.codecs)
     for key in ("num_episodes", "workers", "shard_size", "max_attempts", "image_size"):
         if getattr(config, key) < 1:
             raise GenerationError(f"{key} must be >= 1, got {getattr(config, key)}")
@@ -165,7 +195,7 @@ class _ShardWriters:
             if name == "rlds":
                 self.rlds = TFRecordWriter(temp)
             else:
-                self.writers[name] = DATASET_WRITERS.get(name)(temp)
+                self.writers[name] = DATASET_WRITERS.get(name)(temp, **config.codecs.get(name, {}))
 
     def write(self, episode: Any) -> None:
         start = time.perf_counter()

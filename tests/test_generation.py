@@ -116,6 +116,10 @@ def test_resume_with_other_options_is_refused(one_worker: Path) -> None:
         ({"backend": "isaac"}, "pip install"),
         ({"shard_range": (3, 9)}, "shard_range"),
         ({"randomization": {"name": "x", "lighting": {"intensity": {"uniform": [1, 0.5]}}}}, "lighting.intensity"),
+        ({"codecs": {"zarr": {"cname": "brotli"}}}, r"codecs\.zarr\.cname: 'brotli' is not a Blosc codec"),
+        ({"codecs": {"zarr": {"level": 3}}}, r"codecs\.zarr\.level: unknown option; known: cname, clevel"),
+        ({"codecs": {"hdf5": {"image_compression": "szip"}}}, r"codecs\.hdf5\.image_compression: 'szip'"),
+        ({"codecs": {"rlds": {"png_level": 3}}}, r"codecs\.rlds: no writer options"),
     ],
 )
 def test_bad_options_fail_before_any_episode(tmp_path: Path, overrides: dict, message: str) -> None:

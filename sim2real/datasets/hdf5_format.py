@@ -86,7 +86,7 @@ class HDF5EpisodeWriter(EpisodeWriter):
         path: str | Path,
         *,
         mode: str = "w-",
-        image_compression: str | None = "lzf",
+        image_compression: str | None = None,
         image_compression_opts: int | None = None,
         image_chunk_steps: int = 8,
     ) -> None:

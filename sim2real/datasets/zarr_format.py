@@ -21,9 +21,13 @@ Layout of one store (``N`` = total steps over all episodes, ``E`` = episodes)::
 
 Cameras are flat ``data/img_<camera>`` arrays (not a nested group) so that every array under
 ``data/`` shares axis 0 and a loader can slice them all alike. Every array is chunked along
-time only and compressed with Blosc (zstd by default). Episodes are appended with
-resize + write; ``meta/episode_ends`` is extended last, so an interrupted write leaves the
-store readable up to the last complete episode (and ``mode="a"`` resumes from there).
+time only and compressed with Blosc (LZ4 by default, as Diffusion Policy's replay buffer).
+
+Writing goes in whole chunks: appended rows wait in memory until they fill a chunk (at most one
+chunk per array, so memory stays flat in the episode count), no chunk is ever read back and
+re-compressed, and arrays grow by doubling and are trimmed to their length at ``flush``/``close``.
+``meta/episode_ends`` is written last, so an interrupted write leaves the store readable up to
+the last flushed episode (and ``mode="a"`` resumes from there).
 """
 
 from __future__ import annotations
@@ -78,11 +82,43 @@ def _create(group: zarr.Group, name: str, trailing: tuple[int, ...], dtype: np.d
     )
 
 
-def _append(array: Any, values: np.ndarray) -> None:
-    """Grow ``array`` along axis 0 and write ``values`` at its end."""
-    start = array.shape[0]
-    array.resize((start + len(values), *array.shape[1:]))
-    array[start:] = values
+class _ChunkAppender:
+    """Appends rows to one zarr array ``length`` rows long, writing whole chunks only."""
+
+    def __init__(self, array: Any, length: int) -> None:
+        self.array = array
+        self.chunk = int(array.chunks[0])
+        self.length = length  # rows in the store
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+
+    def append(self, values: np.ndarray) -> None:
+        self._pending.append(values)
+        self._pending_rows += len(values)
+        if (self.length % self.chunk) + self._pending_rows >= self.chunk:
+            self._write(final=False)
+
+    def flush(self) -> None:
+        """Write every pending row and trim the array to ``length``."""
+        if self._pending_rows:
+            self._write(final=True)
+        if self.array.shape[0] != self.length:
+            self.array.resize((self.length, *self.array.shape[1:]))
+
+    def _write(self, final: bool) -> None:
+        rows = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        end = self.length + len(rows)
+        if not final:
+            end -= end % self.chunk  # up to the last chunk boundary; the rest waits
+        count = end - self.length
+        if self.array.shape[0] < end:  # grow by doubling, in whole chunks
+            capacity = max(end, 2 * self.array.shape[0])
+            capacity = -(-capacity // self.chunk) * self.chunk
+            self.array.resize((capacity, *self.array.shape[1:]))
+        self.array[self.length : end] = rows[:count]
+        self.length = end
+        self._pending = [rows[count:]] if count < len(rows) else []
+        self._pending_rows = len(rows) - count
 
 
 def _episode_record(ep: Episode) -> bytes:
@@ -108,8 +144,8 @@ class ZarrEpisodeWriter(EpisodeWriter):
         mode: str = "w-",
         image_chunk_steps: int = 8,
         lowdim_chunk_steps: int = 4096,
-        cname: str = "zstd",
-        clevel: int = 3,
+        cname: str = "lz4",
+        clevel: int = 5,
         image_shuffle: str = "noshuffle",
     ) -> None:
         if mode not in ("w-", "w", "a"):
@@ -125,6 +161,7 @@ class ZarrEpisodeWriter(EpisodeWriter):
             message = f"{self.path}: already holds data (use mode='w' to overwrite or 'a' to append)"
             raise DatasetError(message) from error
         self._closed = False
+        self._appenders: dict[str, _ChunkAppender] = {}
         if "meta" in self._root and "episode_ends" in self._root["meta"]:
             self._resume()
         else:
@@ -174,22 +211,36 @@ class ZarrEpisodeWriter(EpisodeWriter):
         self._check_cameras(episode.steps.images, where)
         data = self._root["data"]
         for camera, frames in episode.steps.images.items():
-            _append(data[IMAGE_PREFIX + camera], frames)
+            self._appender(data, "data", IMAGE_PREFIX + camera).append(frames)
         for key, values in episode.steps.low_dim().items():
-            _append(data[key], values)
+            self._appender(data, "data", key).append(values)
         self._append_meta(episode)
         self._num_steps += num_steps
         self._num_episodes += 1
-        _append(self._root["meta/episode_ends"], np.array([self._num_steps], dtype=np.int64))
+        self._appender(self._root["meta"], "meta", "episode_ends").append(np.array([self._num_steps], np.int64))
+
+    def _appender(self, group: Any, group_name: str, key: str) -> _ChunkAppender:
+        name = f"{group_name}/{key}"
+        if name not in self._appenders:
+            array = group[key]
+            self._appenders[name] = _ChunkAppender(array, int(array.shape[0]))
+        return self._appenders[name]
 
     def _append_meta(self, episode: Episode) -> None:
         meta = self._root["meta"]
         record = np.frombuffer(_episode_record(episode).encode(), dtype=np.uint8)
-        _append(meta["episode_json"], record)
+        self._appender(meta, "meta", "episode_json").append(record)
         self._num_json_bytes += len(record)
-        _append(meta["episode_json_ends"], np.array([self._num_json_bytes], dtype=np.int64))
+        ends = np.array([self._num_json_bytes], dtype=np.int64)
+        self._appender(meta, "meta", "episode_json_ends").append(ends)
         for key, dtype in _META_SCALARS.items():
-            _append(meta[key], np.array([getattr(episode.metadata, key)], dtype=dtype))
+            self._appender(meta, "meta", key).append(np.array([getattr(episode.metadata, key)], dtype=dtype))
+
+    def flush(self) -> None:
+        """Write every buffered row: data arrays first, ``meta/episode_ends`` last."""
+        ordered = sorted(self._appenders, key=lambda name: (name == "meta/episode_ends", name))
+        for name in ordered:
+            self._appenders[name].flush()
 
     def _check_cameras(self, images: Mapping[str, np.ndarray], where: str) -> None:
         cameras = {camera: tuple(int(d) for d in frames.shape[1:]) for camera, frames in images.items()}
@@ -203,7 +254,9 @@ class ZarrEpisodeWriter(EpisodeWriter):
             raise DatasetError(f"{where}: cameras/frame shapes {cameras} differ from the store's {self._cameras}")
 
     def close(self) -> None:
-        """Nothing is buffered; marks the writer closed. Idempotent."""
+        """Flush and mark the writer closed. Idempotent."""
+        if not self._closed:
+            self.flush()
         self._closed = True
 
 
