@@ -383,7 +383,7 @@ def _run_shards(config: GenerationConfig, shards: list[int], bar: Any) -> Iterat
     context = mp.get_context("spawn")
     with context.Manager() as manager:
         queue = manager.Queue()
-        with context.Pool(min(config.workers, len(shards))) as pool:
+        with context.Pool(min(config.workers, len(shards)), initializer=_init_worker) as pool:
             results = [pool.apply_async(run_shard, (ShardJob(config, shard), queue)) for shard in shards]
             remaining = list(results)
             while remaining:
@@ -395,6 +395,12 @@ def _run_shards(config: GenerationConfig, shards: list[int], bar: Any) -> Iterat
                 time.sleep(0.05)
             while not queue.empty():
                 tick(queue.get())
+
+
+def _init_worker() -> None:
+    """Pool workers already fill the cores: Mesa's software rasteriser (llvmpipe) renders in the
+    calling thread instead of starting a thread per core in every worker (user settings win)."""
+    os.environ.setdefault("LP_NUM_THREADS", "0")
 
 
 class _InlineQueue:
