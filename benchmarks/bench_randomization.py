@@ -77,8 +77,9 @@ def main() -> None:
         rates[preset] = throughput(backend, preset, args.scenes)
         steps, eps = rates[preset]
         print(f"{preset:<8} {steps:7.1f} steps/s  {eps:5.2f} episodes/s  (shadows off)")
-    print(f"default / none: {rates['default'][0] / rates['none'][0]:.2f} in steps/s (target >= 0.75), "
-          f"{rates['default'][1] / rates['none'][1]:.2f} in episodes/s (action latency lengthens episodes)")  # fmt: skip
+    step_ratio, episode_ratio = (rates["default"][k] / rates["none"][k] for k in (0, 1))
+    print(f"default / none: {step_ratio:.2f} in steps/s (target >= 0.75), "
+          f"{episode_ratio:.2f} in episodes/s (action latency lengthens episodes)")  # fmt: skip
     backend.close()
 
 

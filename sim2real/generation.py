@@ -187,7 +187,8 @@ class _ShardWriters:
         self.paths = paths
         self.writers: dict[str, Any] = {}
         self.rlds: Any = None
-        self.seconds = 0.0  # time spent encoding and writing
+        self.seconds = 0.0  # time spent encoding, writing and checksumming
+        self.seconds_by_format: dict[str, float] = {}
         for name in config.formats:
             temp = _temp(paths[name])
             temp.parent.mkdir(parents=True, exist_ok=True)
@@ -198,27 +199,31 @@ class _ShardWriters:
                 self.writers[name] = DATASET_WRITERS.get(name)(temp, **config.codecs.get(name, {}))
 
     def write(self, episode: Any) -> None:
-        start = time.perf_counter()
-        for writer in self.writers.values():
+        for name, writer in self.writers.items():
+            start = time.perf_counter()
             writer.write(episode)
+            self._count(name, start)
         if self.rlds is not None:
+            start = time.perf_counter()
             self.rlds.write(self._encode(episode))
-        self.seconds += time.perf_counter() - start
+            self._count("rlds", start)
+
+    def _count(self, name: str, start: float) -> None:
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
+        self.seconds_by_format[name] = self.seconds_by_format.get(name, 0.0) + elapsed
 
     def commit(self) -> dict[str, dict[str, Any]]:
-        """Close every writer and rename its output into place; return paths and checksums."""
-        start = time.perf_counter()
-        for writer in self.writers.values():
-            writer.close()
-        if self.rlds is not None:
-            self.rlds.close()
+        """Close every writer, rename its output into place, checksum it; return paths and checksums."""
         out = {}
         for name in [*self.writers, *(["rlds"] if self.rlds is not None else [])]:
+            start = time.perf_counter()
+            (self.rlds if name == "rlds" else self.writers[name]).close()
             final = self.paths[name]
             _remove(final)
             os.replace(_temp(final), final)
             out[name] = {"path": str(final), "sha256": checksum(final), "bytes": _size(final)}
-        self.seconds += time.perf_counter() - start
+            self._count(name, start)
         return out
 
 
@@ -297,6 +302,7 @@ def run_shard(job: ShardJob, progress: Any = None) -> dict[str, Any]:
                 progress.put((1, int(result.success)))
         record["files"] = writers.commit()
         record["write_seconds"] = writers.seconds
+        record["write_seconds_by_format"] = writers.seconds_by_format
     except BaseException:
         _PROCESS_BACKENDS.pop((config.backend, repr(backend_config)), None)
         backend.close()
