@@ -63,6 +63,7 @@ class Sim2RealEnv(gym.Env):
         low = np.r_[-high[:6], 0.0].astype(np.float32)
         self.action_space = gym.spaces.Box(low, high, (ACTION_DIM,), np.float32)
         self.scene: SceneSpec | None = None
+        self._scene_hash = ""
         self._steps = 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
@@ -78,6 +79,7 @@ class Sim2RealEnv(gym.Env):
             raise KeyError(f"unknown cameras {sorted(unknown)}; the scene has {[c.name for c in scene.cameras]}")
         self.backend.reset(scene)
         self.scene = scene
+        self._scene_hash = scene.content_hash()  # once per episode: hashing the JSON costs ~1 ms
         self.noise = SensorNoise(scene.sensor_noise)
         self._steps = 0
         return self._observation(), self._info(False)
@@ -108,7 +110,7 @@ class Sim2RealEnv(gym.Env):
             "success": success,
             "instruction": self.scene.instruction,
             "clip_counts": dict(self.backend.clip_counts),
-            "scene_hash": self.scene.content_hash(),
+            "scene_hash": self._scene_hash,
         }
 
     def render(self) -> np.ndarray:
