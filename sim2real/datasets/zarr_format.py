@@ -76,14 +76,18 @@ def _blosc(cname: str, clevel: int, shuffle: str) -> BloscCodec:
 
 
 def _create(group: zarr.Group, name: str, trailing: tuple[int, ...], dtype: np.dtype, chunk: int, codec: Any) -> Any:
-    """An empty array (0, *trailing) chunked along time only."""
+    """An empty array (0, *trailing) chunked along time only. Chunk files sit flat in the
+    array's folder (``c.<i>.0.0.0``: no directory to create per chunk)."""
     return group.create_array(
-        name, shape=(0, *trailing), chunks=(chunk, *trailing), dtype=dtype, compressors=codec, fill_value=0
-    )
+        name, shape=(0, *trailing), chunks=(chunk, *trailing), dtype=dtype, compressors=codec, fill_value=0,
+        chunk_key_encoding={"name": "default", "separator": "."},
+    )  # fmt: skip
 
 
 class _ChunkAppender:
-    """Appends rows to one zarr array ``length`` rows long, writing whole chunks only."""
+    """Appends rows to one zarr array ``length`` rows long, writing whole chunks only. The
+    array should be opened with ``write_empty_chunks`` on: recorded chunks are never all fill
+    value, and zarr would otherwise compare every chunk against it before writing."""
 
     def __init__(self, array: Any, length: int) -> None:
         self.array = array
@@ -222,7 +226,7 @@ class ZarrEpisodeWriter(EpisodeWriter):
     def _appender(self, group: Any, group_name: str, key: str) -> _ChunkAppender:
         name = f"{group_name}/{key}"
         if name not in self._appenders:
-            array = group[key]
+            array = group[key].with_config({"write_empty_chunks": True})  # a runtime setting, not stored
             self._appenders[name] = _ChunkAppender(array, int(array.shape[0]))
         return self._appenders[name]
 
