@@ -21,6 +21,7 @@ class PolicySchema:
     checkpoint: str | None = None
     temporal_ensemble: float | None = None
     execute_steps: int = 1
+    decoding: str = "argmax"
 
 
 @dataclass
@@ -66,6 +67,7 @@ def main(cfg: DictConfig) -> None:
     config = EvaluationConfig(
         policy=raw["policy"]["name"], checkpoint=raw["policy"]["checkpoint"],
         temporal_ensemble=raw["policy"]["temporal_ensemble"], execute_steps=raw["policy"]["execute_steps"],
+        decoding=raw["policy"]["decoding"],
         variants=tuple(raw["variants"]),
         tasks=tuple(raw["tasks"]), episodes_per_variant=raw["episodes_per_variant"], workers=raw["workers"],
         seed=raw["seed"], randomization=raw["randomization"], output_dir=raw["output_dir"],

@@ -96,3 +96,13 @@ def test_invalid_specs_are_refused():
         ActionTokenizer(P01, P99).encode(np.zeros((2, 6)))
     with pytest.raises(ValueError, match="unknown action tokenizer type"):
         ActionTokenizer.from_dict({"type": "fast", "bins": 2, "p01": [0], "p99": [1]})
+
+
+def test_expected_decoding_is_the_mean_over_bin_centres() -> None:
+    tok = ActionTokenizer(np.full(2, -1.0), np.full(2, 1.0), bins=4)  # centres -0.75, -0.25, 0.25, 0.75
+    logits = torch.full((1, 2, 4), -1e9)
+    logits[0, 0, 1] = logits[0, 0, 2] = 0.0  # dim 0: half -0.25, half 0.25 -> 0
+    logits[0, 1, 3] = 0.0  # dim 1: all on the last bin -> 0.75
+    assert torch.allclose(tok.decode_expected(logits), torch.tensor([[0.0, 0.75]]), atol=1e-6)
+    with pytest.raises(ValueError, match=r"expected logits \(\.\.\., 2, 4\)"):
+        tok.decode_expected(torch.zeros(1, 2, 5))

@@ -32,6 +32,7 @@ class EvaluationConfig:
     checkpoint: str | None = None
     temporal_ensemble: float | None = None  # vla: ACT temporal ensemble weight m
     execute_steps: int = 1  # vla: chunk actions played open loop per prediction
+    decoding: str = "argmax"  # vla: argmax | expectation
     variants: tuple[str, ...] = ("in_distribution",)
     tasks: tuple[str, ...] = ("pick_place", "push", "stack")
     episodes_per_variant: int = 20
@@ -65,6 +66,10 @@ def validate(config: EvaluationConfig) -> None:
         raise EvaluationError("episodes_per_variant and workers must be >= 1")
     if config.policy == "vla":
         _check_checkpoint(config.checkpoint, config.execute_steps, config.temporal_ensemble)
+        from sim2real.policies.inference import DECODINGS
+
+        if config.decoding not in DECODINGS:
+            raise EvaluationError(f"policy.decoding={config.decoding!r}: expected one of {', '.join(DECODINGS)}")
     if config.real_success_csv and not Path(config.real_success_csv).is_file():
         raise EvaluationError(f"ranking.real_success_csv: no such file {config.real_success_csv}")
 
@@ -200,7 +205,7 @@ def run_evaluation(config: EvaluationConfig) -> Path:
     options: dict[str, Any] = {}
     if config.policy == "vla":
         options = {"checkpoint": config.checkpoint, "temporal_ensemble": config.temporal_ensemble,
-                   "execute_steps": config.execute_steps}  # fmt: skip
+                   "execute_steps": config.execute_steps, "decoding": config.decoding}  # fmt: skip
     start = time.perf_counter()
     results = evaluate_closed_loop(config.policy, options, list(config.variants), list(config.tasks),
                                    config.episodes_per_variant, config.seed, config.randomization, config.workers,

@@ -79,6 +79,7 @@ class VLARollout:
         num_threads: int | None = None,
         temporal_ensemble: float | None = None,
         execute_steps: int = 1,
+        decoding: str = "argmax",
         **_: Any,
     ) -> None:
         if not checkpoint:
@@ -86,7 +87,11 @@ class VLARollout:
         from sim2real.policies import VLAPolicy
 
         self.policy = VLAPolicy.from_checkpoint(
-            Path(checkpoint), num_threads=num_threads, temporal_ensemble=temporal_ensemble, execute_steps=execute_steps
+            Path(checkpoint),
+            num_threads=num_threads,
+            temporal_ensemble=temporal_ensemble,
+            execute_steps=execute_steps,
+            decoding=decoding,
         )
         self.checkpoint = str(checkpoint)
 

@@ -21,6 +21,9 @@ from sim2real.policies.checkpoint import load_checkpoint
 from sim2real.policies.tokenizer import ActionTokenizer
 from sim2real.policies.vla.model import VLAModel
 
+#: how action tokens become actions: the most likely bin (RT-1, OpenVLA) or the distribution's mean
+DECODINGS = ("argmax", "expectation")
+
 
 class VLAPolicy:
     """Stateful policy: ``reset()`` at each episode start, then ``act(observation, instruction)``.
@@ -31,7 +34,9 @@ class VLAPolicy:
     the average of every still-valid chunk's prediction for the current step, weighted
     ``exp(-m * i)`` with ``i = 0`` the oldest prediction; or, with ``execute_steps=k``, the
     first ``k`` actions of a chunk played open loop before the next prediction (ACT's chunk
-    execution; every frame still enters the history). A new instruction resets the history.
+    execution; every frame still enters the history). ``decoding="expectation"`` reads each
+    dimension as the mean over bin centres instead of the argmax bin. A new instruction resets
+    the history.
     ``num_threads`` sets torch's (process-wide) intra-op thread count.
     """
 
@@ -43,8 +48,11 @@ class VLAPolicy:
         device: str | torch.device = "cpu",
         temporal_ensemble: float | None = None,
         execute_steps: int = 1,
+        decoding: str = "argmax",
         num_threads: int | None = None,
     ) -> None:
+        if decoding not in DECODINGS:
+            raise ValueError(f"unknown decoding {decoding!r}; known: {', '.join(DECODINGS)}")
         if not 1 <= execute_steps <= model.config.chunk:
             raise ValueError(f"execute_steps must be in [1, chunk={model.config.chunk}], got {execute_steps}")
         if temporal_ensemble is not None and execute_steps != 1:
@@ -57,6 +65,7 @@ class VLAPolicy:
         self.config = model.config
         self.temporal_ensemble = temporal_ensemble
         self.execute_steps = execute_steps
+        self.decoding = decoding
         self._queue: deque[np.ndarray] = deque()
         self.last_latency_ms = float("nan")
         self._tokens: deque[torch.Tensor] = deque(maxlen=self.config.history)
@@ -73,6 +82,7 @@ class VLAPolicy:
         *,
         temporal_ensemble: float | None = None,
         execute_steps: int = 1,
+        decoding: str = "argmax",
         num_threads: int | None = None,
         expected_cameras: Sequence[str] | None = None,
     ) -> VLAPolicy:
@@ -84,6 +94,7 @@ class VLAPolicy:
             device=device,
             temporal_ensemble=temporal_ensemble,  # type: ignore[arg-type]
             execute_steps=execute_steps,
+            decoding=decoding,
             num_threads=num_threads,
         )
 
@@ -130,6 +141,8 @@ class VLAPolicy:
     def _decode(self) -> np.ndarray:
         tokens = torch.stack(list(self._tokens), dim=1)  # (1, T, N_obs, D), T <= To
         logits = self.model.decode(tokens, self._lang)  # (1, Ta, A, bins)
+        if self.decoding == "expectation":
+            return self.tokenizer.decode_expected(logits)[0].cpu().numpy()
         return self.tokenizer.decode(logits.argmax(dim=-1))[0].cpu().numpy()
 
     @torch.inference_mode()

@@ -141,6 +141,19 @@ class ActionTokenizer:
         actions = torch.where(degenerate, low.expand_as(actions), actions)
         return actions.to(torch.float32)
 
+    def decode_expected(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits ``(..., D, bins)`` -> float32 actions ``(..., D)``: the mean of the predicted
+        distribution over bin centres (smoother than the argmax bin where the model hesitates
+        between neighbouring bins)."""
+        if logits.shape[-2:] != (self.dim, self.bins):
+            raise ValueError(f"expected logits (..., {self.dim}, {self.bins}), got {tuple(logits.shape)}")
+        low, span, degenerate = self._consts(logits)
+        centres = (torch.arange(self.bins, device=logits.device, dtype=torch.float64) + 0.5) / self.bins
+        fraction = (logits.double().softmax(dim=-1) * centres).sum(dim=-1)  # (..., D) in (0, 1)
+        actions = low + fraction * span
+        actions = torch.where(degenerate, low.expand_as(actions), actions)
+        return actions.to(torch.float32)
+
     def quantization_error(self, actions: np.ndarray | torch.Tensor) -> QuantizationReport:
         """Round-trip error report over all actions ``(..., D)``; see :class:`QuantizationReport`."""
         a = actions.detach().cpu().numpy() if isinstance(actions, torch.Tensor) else np.asarray(actions)
