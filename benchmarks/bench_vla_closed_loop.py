@@ -2,7 +2,9 @@
 all three tasks, evaluate it closed loop on in-distribution scenes; print the times, the
 validation curve and the success rates.
 Usage: python benchmarks/bench_vla_closed_loop.py [--episodes-per-task 200] [--steps 12000]
-       [--preset light] [--eval-episodes 50] [--out runs/bench_vla]"""
+       [--preset light] [--eval-episodes 50] [--out runs/bench_vla]
+       [--train-override KEY=VALUE ...] [--eval-override KEY=VALUE ...]
+A rerun with the same --out reuses finished stages (the dataset, the last checkpoint)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ def main() -> None:
     parser.add_argument("--preset", default="light")
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_vla")
+    parser.add_argument("--train-override", action="append", default=[], help="hydra override for train.py")
+    parser.add_argument("--eval-override", action="append", default=[], help="hydra override for evaluate.py")
     args = parser.parse_args()
     data, run_dir, eval_dir = args.out / "data", args.out / "train", args.out / "eval"
     python = sys.executable
@@ -40,12 +44,12 @@ def main() -> None:
                              "formats=[zarr]", f"output_dir={data}", "progress=false"])  # fmt: skip
     times["train"] = run([python, "train.py", f"data.path={data / 'zarr'}", f"output_dir={run_dir}",
                           f"train.max_steps={args.steps}", "train.val_every=500", "train.checkpoint_every=1000",
-                          "progress=false"])  # fmt: skip
+                          "progress=false", *args.train_override])  # fmt: skip
     checkpoint = run_dir / "checkpoints" / "last"
     times["evaluate"] = run([python, "evaluate.py", "policy=vla", f"policy.checkpoint={checkpoint}",
                              "variants=[in_distribution]", f"episodes_per_variant={args.eval_episodes}",
                              f"randomization={args.preset}", "workers=2", "reference_rows=false",
-                             f"output_dir={eval_dir}", "progress=false"])  # fmt: skip
+                             f"output_dir={eval_dir}", "progress=false", *args.eval_override])  # fmt: skip
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     with open(run_dir / "metrics.csv", newline="") as handle:
         curve = [r for r in csv.DictReader(handle) if r["split"] == "val"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -60,10 +61,17 @@ def test_images_of_another_size_are_resized():
     assert model(batch).shape == (2, 4, 7, 256)
 
 
-def test_initial_loss_is_uniform_over_bins():
-    model = VLAModel(tiny_config())
-    loss, _ = model.loss(_batch(model.config), TOKENIZER)
-    assert abs(float(loss.detach()) - torch.log(torch.tensor(256.0)).item()) < 1e-4
+@pytest.mark.parametrize("sigma", [0.0, 2.0])
+def test_initial_loss_is_uniform_over_bins(sigma: float):
+    model = VLAModel(tiny_config(target_sigma_bins=sigma))
+    batch = _batch(model.config)
+    loss, _ = model.loss(batch, TOKENIZER)
+    entropy = 0.0  # of the targets: 0 for one-hot bins
+    if sigma > 0:
+        targets = TOKENIZER.soft_targets(batch["actions"], sigma)
+        per_step = -(targets * targets.clamp_min(1e-12).log()).sum(-1).mean(-1)  # (B, Ta)
+        entropy = float(per_step[batch["action_mask"]].mean())
+    assert abs(float(loss.detach()) - (np.log(256.0) - entropy)) < 1e-3
 
 
 def test_causal_mask_future_frames_do_not_change_earlier_outputs():

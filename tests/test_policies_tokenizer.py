@@ -106,3 +106,16 @@ def test_expected_decoding_is_the_mean_over_bin_centres() -> None:
     assert torch.allclose(tok.decode_expected(logits), torch.tensor([[0.0, 0.75]]), atol=1e-6)
     with pytest.raises(ValueError, match=r"expected logits \(\.\.\., 2, 4\)"):
         tok.decode_expected(torch.zeros(1, 2, 5))
+
+
+def test_soft_targets_are_gaussians_over_bins_that_sum_to_one() -> None:
+    tok = ActionTokenizer(np.full(2, -1.0), np.full(2, 1.0), bins=64)
+    actions = torch.tensor([[0.0, 0.99]])
+    soft = tok.soft_targets(actions, sigma_bins=2.0)
+    assert soft.shape == (1, 2, 64) and torch.allclose(soft.sum(-1), torch.ones(1, 2))
+    centres = (torch.arange(64) + 0.5) / 64 * 2 - 1
+    assert abs(float((soft[0, 0] * centres).sum())) < 1e-6  # centred on the action
+    assert int(soft[0, 1].argmax()) == int(tok.encode(actions)[0, 1])  # peak at the target bin (near an edge)
+    assert float(soft[0, 0].max()) < 0.25  # spread over neighbouring bins
+    with pytest.raises(ValueError, match="sigma_bins must be > 0"):
+        tok.soft_targets(actions, 0.0)

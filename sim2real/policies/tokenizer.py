@@ -141,6 +141,19 @@ class ActionTokenizer:
         actions = torch.where(degenerate, low.expand_as(actions), actions)
         return actions.to(torch.float32)
 
+    def soft_targets(self, actions: torch.Tensor, sigma_bins: float) -> torch.Tensor:
+        """Actions ``(..., D)`` -> target distributions ``(..., D, bins)``: a Gaussian of std
+        ``sigma_bins`` bin widths around each action, integrated over every bin ("HL-Gauss",
+        Farebrother et al., 2024, *Stop Regressing*). Neighbouring bins share the credit, so a
+        near miss costs less than a far one and the classifier learns the ordinal structure."""
+        if sigma_bins <= 0:
+            raise ValueError(f"sigma_bins must be > 0, got {sigma_bins}")
+        centre = (self.normalize(actions) + 1.0) * 0.5 * self.bins  # (..., D) in bin units
+        edges = torch.arange(self.bins + 1, device=actions.device, dtype=torch.float64)
+        cdf = torch.special.ndtr((edges - centre.unsqueeze(-1)) / sigma_bins)  # (..., D, bins + 1)
+        mass = cdf[..., 1:] - cdf[..., :-1]
+        return (mass / mass.sum(dim=-1, keepdim=True).clamp_min(1e-12)).float()
+
     def decode_expected(self, logits: torch.Tensor) -> torch.Tensor:
         """logits ``(..., D, bins)`` -> float32 actions ``(..., D)``: the mean of the predicted
         distribution over bin centres (smoother than the argmax bin where the model hesitates

@@ -188,6 +188,11 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
     return out.to(images.dtype).reshape(b, t, c, h, w).permute(0, 1, 3, 4, 2).contiguous()
 
 
+def _target_sigma(model: nn.Module) -> float:
+    config = getattr(unwrap(model), "config", None)
+    return float(getattr(config, "target_sigma_bins", 0.0))
+
+
 def train_step(
     model: nn.Module,
     batch: Batch,
@@ -215,7 +220,7 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     with autocast_context(device, amp):
         logits = model(batch)  # through the (DDP) wrapper, so gradients get synchronised
-    loss, metrics = action_loss(logits.float(), batch, tokenizer)
+    loss, metrics = action_loss(logits.float(), batch, tokenizer, _target_sigma(model))
     if not torch.isfinite(loss):
         raise NonFiniteLossError(step, "loss", float(loss.detach()))
     loss.backward()
@@ -259,7 +264,7 @@ def evaluate(
             batch = move_batch(batch, device)
             with autocast_context(device):
                 logits = bare(batch)
-            _, metrics = action_loss(logits.float(), batch, tokenizer)
+            _, metrics = action_loss(logits.float(), batch, tokenizer, _target_sigma(bare))
             for key in totals:
                 totals[key] += metrics[key] * metrics["count"]
             count += metrics["count"]

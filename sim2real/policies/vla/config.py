@@ -26,6 +26,7 @@ class VLAConfig:
     action_dim: int = 7
     state_dim: int = 14
     bins: int = 256
+    target_sigma_bins: float = 2.0  # training targets: Gaussian of this std (bins) around the action; 0 = one-hot
 
     # --- vision
     vision_encoder: str = "small_cnn"
@@ -76,6 +77,8 @@ class VLAConfig:
         for name in ("image_size", "history", "chunk", "action_dim", "bins", "tokens_per_frame", "layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.target_sigma_bins < 0:
+            raise ValueError(f"target_sigma_bins must be >= 0, got {self.target_sigma_bins}")
         if self.readout_tokens < 1:
             raise ValueError("readout_tokens must be >= 1")
         if self.image_size % 16 and self.vision_encoder in ("small_cnn", "vit"):

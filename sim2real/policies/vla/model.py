@@ -276,7 +276,7 @@ class VLAModel(nn.Module):
 
     def loss(self, batch: Batch, tokenizer: ActionTokenizer) -> tuple[torch.Tensor, dict[str, float]]:
         """Masked cross-entropy over bins, and metrics; see :func:`action_loss`."""
-        return action_loss(self(batch), batch, tokenizer)
+        return action_loss(self(batch), batch, tokenizer, self.config.target_sigma_bins)
 
     @torch.no_grad()
     def predict_actions(self, batch: Batch, tokenizer: ActionTokenizer) -> torch.Tensor:
@@ -332,9 +332,12 @@ class VLAModel(nn.Module):
 
 
 def action_loss(
-    logits: torch.Tensor, batch: Batch, tokenizer: ActionTokenizer
+    logits: torch.Tensor, batch: Batch, tokenizer: ActionTokenizer, target_sigma_bins: float = 0.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy of logits (B, Ta, A, bins) against the tokenised ``batch["actions"]`` (B, Ta, A).
+    """Cross-entropy of logits (B, Ta, A, bins) against the tokenised ``batch["actions"]`` (B, Ta, A):
+    against the one-hot target bin, or with ``target_sigma_bins > 0`` against a Gaussian of that
+    many bin widths around the action (:meth:`ActionTokenizer.soft_targets`), reported as the
+    KL divergence (0 for a perfect fit either way).
 
     Steps where ``batch["action_mask"]`` (B, Ta) is False count in neither loss nor metrics.
     Metrics (floats): ``loss``, ``token_accuracy`` (arg-max bin == target bin),
@@ -352,7 +355,13 @@ def action_loss(
     else:
         weight = mask.to(logits.device, torch.float32).unsqueeze(-1).expand_as(actions)
     count = weight.sum().clamp_min(1.0)
-    ce = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), reduction="none").view_as(actions)
+    if target_sigma_bins > 0:
+        soft = tokenizer.soft_targets(actions, target_sigma_bins)  # (B, Ta, A, bins)
+        # KL(target || prediction): the cross-entropy less the target's own entropy, so that a
+        # perfect fit scores 0 as the one-hot loss does (same gradients as the cross-entropy)
+        ce = F.kl_div(F.log_softmax(logits.float(), dim=-1), soft, reduction="none").sum(dim=-1)
+    else:
+        ce = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), reduction="none").view_as(actions)
     loss = (ce * weight).sum() / count
     with torch.no_grad():
         pred = logits.argmax(dim=-1)
