@@ -127,12 +127,13 @@ def test_ema_weights_are_usable_for_evaluation(trained):
     assert averaged["token_accuracy"] > 0.8
 
 
-def test_overfit_one_episode():
+@pytest.mark.parametrize("sigma", [0.0, 2.0])  # one-hot targets, the default Gaussian ones
+def test_overfit_one_episode(sigma: float):
     torch.manual_seed(0)
     episodes = make_episodes(1, seed=3, image_size=32)
     stats = compute_stats(episodes)
     tok = ActionTokenizer.from_stats(stats)
-    model = VLAModel(tiny_config())
+    model = VLAModel(tiny_config(target_sigma_bins=sigma))
     model.set_normalization(stats)
     dataset = SyntheticVLADataset(episodes)
     batch = collate([dataset[i] for i in range(len(dataset))])

@@ -149,6 +149,8 @@ class ActionTokenizer:
         if sigma_bins <= 0:
             raise ValueError(f"sigma_bins must be > 0, got {sigma_bins}")
         centre = (self.normalize(actions) + 1.0) * 0.5 * self.bins  # (..., D) in bin units
+        _, _, degenerate = self._consts(actions)  # constant dims: centred on their (middle) token's bin
+        centre = torch.where(degenerate, self.encode(actions).to(torch.float64) + 0.5, centre)
         edges = torch.arange(self.bins + 1, device=actions.device, dtype=torch.float64)
         cdf = torch.special.ndtr((edges - centre.unsqueeze(-1)) / sigma_bins)  # (..., D, bins + 1)
         mass = cdf[..., 1:] - cdf[..., :-1]
