@@ -405,6 +405,8 @@ def _run_shards(config: GenerationConfig, shards: list[int], bar: Any) -> Iterat
                 time.sleep(0.05)
             while not queue.empty():
                 tick(queue.get())
+            pool.close()  # let the workers exit on their own (closing their simulators) before the
+            pool.join()  # context manager's terminate()
 
 
 def _init_worker() -> None:
