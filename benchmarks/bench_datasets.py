@@ -17,15 +17,15 @@ from sim2real.datasets import content_hash, create_writer, open_dataset
 from sim2real.datasets.synthetic import synthetic_episode
 
 VARIANTS: list[tuple[str, str, dict]] = [
-    ("zarr", "blosc zstd-3 (default)", {}),
-    ("zarr", "blosc zstd-3 bitshuffle", {"image_shuffle": "bitshuffle"}),
-    ("zarr", "blosc lz4-5", {"cname": "lz4", "clevel": 5}),
+    ("zarr", "blosc lz4-5 (default)", {}),
+    ("zarr", "blosc zstd-3", {"cname": "zstd", "clevel": 3}),
+    ("zarr", "blosc zstd-3 bitshuffle", {"cname": "zstd", "clevel": 3, "image_shuffle": "bitshuffle"}),
     ("rlds", "png level 1 (default)", {}),
-    ("rlds", "png level 6", {"png_level": 6}),
+    ("rlds", "png level 3", {"png_level": 3}),
     ("rlds", "jpeg q95 (lossy)", {"image_format": "jpeg"}),
-    ("hdf5", "lzf (default)", {}),
+    ("hdf5", "uncompressed (default)", {}),
+    ("hdf5", "lzf", {"image_compression": "lzf"}),
     ("hdf5", "gzip-4", {"image_compression": "gzip", "image_compression_opts": 4}),
-    ("hdf5", "uncompressed", {"image_compression": None}),
 ]
 
 
