@@ -191,8 +191,7 @@ class _ShardWriters:
         self.paths = paths
         self.writers: dict[str, Any] = {}
         self.rlds: Any = None
-        self.seconds = 0.0  # time spent encoding, writing and checksumming
-        self.seconds_by_format: dict[str, float] = {}
+        self.seconds_by_format: dict[str, float] = {}  # time spent encoding, writing and checksumming
         for name in config.formats:
             temp = _temp(paths[name])
             temp.parent.mkdir(parents=True, exist_ok=True)
@@ -212,9 +211,12 @@ class _ShardWriters:
             self.rlds.write(self._encode(episode))
             self._count("rlds", start)
 
+    @property
+    def seconds(self) -> float:
+        return sum(self.seconds_by_format.values())
+
     def _count(self, name: str, start: float) -> None:
         elapsed = time.perf_counter() - start
-        self.seconds += elapsed
         self.seconds_by_format[name] = self.seconds_by_format.get(name, 0.0) + elapsed
 
     def commit(self) -> dict[str, dict[str, Any]]:
@@ -247,10 +249,14 @@ def _size(path: Path) -> int:
 _PROCESS_BACKENDS: dict[tuple[str, str], Any] = {}
 
 
+def _backend_key(name: str, config: Any) -> tuple[str, str]:
+    return (name, repr(config))  # BackendConfig holds a dict: not hashable itself
+
+
 def _process_backend(name: str, config: Any) -> Any:
     from sim2real.sim.backend import make_backend
 
-    key = (name, repr(config))
+    key = _backend_key(name, config)
     if key not in _PROCESS_BACKENDS:
         if not _PROCESS_BACKENDS:
             atexit.register(close_process_backends)
@@ -308,7 +314,7 @@ def run_shard(job: ShardJob, progress: Any = None) -> dict[str, Any]:
         record["write_seconds"] = writers.seconds
         record["write_seconds_by_format"] = writers.seconds_by_format
     except BaseException:
-        _PROCESS_BACKENDS.pop((config.backend, repr(backend_config)), None)
+        _PROCESS_BACKENDS.pop(_backend_key(config.backend, backend_config), None)
         backend.close()
         raise
     record["seconds"] = time.perf_counter() - start

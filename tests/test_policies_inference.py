@@ -110,9 +110,9 @@ def test_chunk_execution_plays_k_actions_per_prediction_and_keeps_every_frame():
     actions = [policy.act(frame, INSTRUCTION)[0] for frame in frames]
     assert actions == [1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 3.0]  # chunk n, elements 0..2
     assert len(decoded) == 3 and len(policy._tokens) == 2  # every frame entered the history
-    with pytest.raises(ValueError, match="execute_steps must be in"):
+    with pytest.raises(ValueError, match=r"execute_steps=5: must be in \[1, 4\]"):
         VLAPolicy(_model(), TOK, execute_steps=5)
-    with pytest.raises(ValueError, match="either temporal_ensemble or execute_steps"):
+    with pytest.raises(ValueError, match="temporal_ensemble must be >= 0 and needs execute_steps=1"):
         VLAPolicy(_model(), TOK, execute_steps=2, temporal_ensemble=0.1)
 
 

@@ -65,16 +65,14 @@ def validate(config: EvaluationConfig) -> None:
     if config.episodes_per_variant < 1 or config.workers < 1:
         raise EvaluationError("episodes_per_variant and workers must be >= 1")
     if config.policy == "vla":
-        _check_checkpoint(config.checkpoint, config.execute_steps, config.temporal_ensemble)
-        from sim2real.policies.inference import DECODINGS
-
-        if config.decoding not in DECODINGS:
-            raise EvaluationError(f"policy.decoding={config.decoding!r}: expected one of {', '.join(DECODINGS)}")
+        _check_checkpoint(config)
     if config.real_success_csv and not Path(config.real_success_csv).is_file():
         raise EvaluationError(f"ranking.real_success_csv: no such file {config.real_success_csv}")
 
 
-def _check_checkpoint(checkpoint: str | None, execute_steps: int = 1, temporal_ensemble: float | None = None) -> None:
+def _check_checkpoint(config: EvaluationConfig) -> None:
+    """The checkpoint exists, acts in the env's 7-D layout, and fits the action-selection options."""
+    checkpoint = config.checkpoint
     if not checkpoint:
         raise EvaluationError("policy=vla needs policy.checkpoint=<checkpoint folder>")
     from sim2real.policies.checkpoint import read_meta
@@ -85,11 +83,13 @@ def _check_checkpoint(checkpoint: str | None, execute_steps: int = 1, temporal_e
         raise EvaluationError(
             f"{checkpoint}: the policy outputs {layout}-D actions; the env takes 7-D end-effector deltas"
         )
+    from sim2real.policies.inference import check_action_selection
+
     chunk = int(meta.get("config", {}).get("chunk", 1))
-    if not 1 <= execute_steps <= chunk:
-        raise EvaluationError(f"policy.execute_steps={execute_steps}: must be in [1, {chunk}] (the checkpoint's chunk)")
-    if temporal_ensemble is not None and (temporal_ensemble < 0 or execute_steps != 1):
-        raise EvaluationError("policy.temporal_ensemble must be >= 0 and needs policy.execute_steps=1")
+    try:
+        check_action_selection(chunk, config.execute_steps, config.temporal_ensemble, config.decoding, "policy.")
+    except ValueError as error:
+        raise EvaluationError(str(error)) from error
 
 
 def _closed_loop_block(results: list[EpisodeResult]) -> dict[str, Any]:

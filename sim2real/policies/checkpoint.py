@@ -52,14 +52,13 @@ TRAINER_STATE_FILE = "trainer_state.json"
 REQUIRED_FILES = (CONFIG_FILE, MODEL_FILE, NORMALIZATION_FILE, TOKENIZER_FILE)
 
 
-#: ``{old_version: f(config_json) -> config_json of old_version + 1}``; none yet.
 def _v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
     """Version 2 added ``token_coordinates`` and ``keypoints`` (default on); version-1 models had neither."""
     config = {**meta.get("config", {}), "token_coordinates": False, "keypoints": 0}
     return {**meta, "schema_version": 2, "config": config}
 
 
-#: schema version -> a function upgrading a checkpoint's config.json by one version
+#: ``{old_version: f(config_json) -> config_json of old_version + 1}``
 MIGRATIONS: dict[int, Any] = {1: _v1_to_v2}
 
 

@@ -25,6 +25,19 @@ from sim2real.policies.vla.model import VLAModel
 DECODINGS = ("argmax", "expectation")
 
 
+def check_action_selection(
+    chunk: int, execute_steps: int, temporal_ensemble: float | None, decoding: str, prefix: str = ""
+) -> None:
+    """Raise ``ValueError`` naming (after ``prefix``, e.g. ``policy.``) the first option that does
+    not fit a policy predicting ``chunk``-step chunks."""
+    if decoding not in DECODINGS:
+        raise ValueError(f"{prefix}decoding={decoding!r}: expected one of {', '.join(DECODINGS)}")
+    if not 1 <= execute_steps <= chunk:
+        raise ValueError(f"{prefix}execute_steps={execute_steps}: must be in [1, {chunk}] (the policy's chunk)")
+    if temporal_ensemble is not None and (temporal_ensemble < 0 or execute_steps != 1):
+        raise ValueError(f"{prefix}temporal_ensemble must be >= 0 and needs {prefix}execute_steps=1")
+
+
 class VLAPolicy:
     """Stateful policy: ``reset()`` at each episode start, then ``act(observation, instruction)``.
 
@@ -51,12 +64,7 @@ class VLAPolicy:
         decoding: str = "argmax",
         num_threads: int | None = None,
     ) -> None:
-        if decoding not in DECODINGS:
-            raise ValueError(f"unknown decoding {decoding!r}; known: {', '.join(DECODINGS)}")
-        if not 1 <= execute_steps <= model.config.chunk:
-            raise ValueError(f"execute_steps must be in [1, chunk={model.config.chunk}], got {execute_steps}")
-        if temporal_ensemble is not None and execute_steps != 1:
-            raise ValueError("use either temporal_ensemble or execute_steps > 1, not both")
+        check_action_selection(model.config.chunk, execute_steps, temporal_ensemble, decoding)
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         self.device = torch.device(device)

@@ -65,6 +65,12 @@ def _load_stl(path: Path) -> MeshData:
     return MeshData(verts, faces)
 
 
+def _decimated_cache_stem(link: str, source: Path, reduction: float) -> Path:
+    """Cache path (no suffix) of ``link``'s mesh decimated by ``reduction``: keyed by the source bytes."""
+    digest = hashlib.sha256(source.read_bytes() + f"{reduction:.4f}".encode()).hexdigest()[:16]
+    return cache_dir() / f"{link}-{digest}"
+
+
 @cache
 def panda_mesh(link: str, kind: str, reduction: float) -> MeshData:
     """Mesh of a Panda link. ``kind`` is ``visual`` or ``collision``; ``reduction`` in [0, 1)
@@ -72,8 +78,7 @@ def panda_mesh(link: str, kind: str, reduction: float) -> MeshData:
     source = franka_mesh_dir() / kind / f"{link}.stl"
     if kind == "collision" or reduction <= 0.0:
         return _load_stl(source)
-    digest = hashlib.sha256(source.read_bytes() + f"{reduction:.4f}".encode()).hexdigest()[:16]
-    cached = cache_dir() / f"{link}-{digest}.npz"
+    cached = _decimated_cache_stem(link, source, reduction).with_suffix(".npz")
     if cached.exists():
         with np.load(cached) as data:
             return MeshData(data["vertices"], data["faces"])
@@ -100,8 +105,7 @@ def panda_mesh_file(link: str, kind: str, reduction: float) -> Path:
     source = franka_mesh_dir() / kind / f"{link}.stl"
     if kind == "collision" or reduction <= 0.0:
         return source
-    digest = hashlib.sha256(source.read_bytes() + f"{reduction:.4f}".encode()).hexdigest()[:16]
-    path = cache_dir() / f"{link}-{digest}.obj"
+    path = _decimated_cache_stem(link, source, reduction).with_suffix(".obj")
     if not path.exists():
         mesh = panda_mesh(link, kind, reduction)
         lines = [f"v {x:.9g} {y:.9g} {z:.9g}" for x, y, z in mesh.vertices]
