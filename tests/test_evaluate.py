@@ -92,7 +92,7 @@ def test_bad_requests_fail_before_any_rollout(checkpoint: Path, tmp_path: Path) 
     vla = replace(base, policy="vla", checkpoint=str(checkpoint))
     with pytest.raises(EvaluationError, match=r"policy\.execute_steps=9: must be in \[1, \d+\]"):
         run_evaluation(replace(vla, execute_steps=9))
-    with pytest.raises(EvaluationError, match=r"policy\.temporal_ensemble .* needs policy\.execute_steps=1"):
+    with pytest.raises(EvaluationError, match=r"policy\.temporal_ensemble=0\.1: .* needs policy\.execute_steps=1"):
         run_evaluation(replace(vla, execute_steps=2, temporal_ensemble=0.1))
     with pytest.raises(EvaluationError, match=r"policy\.decoding='mode': expected one of argmax, expectation"):
         run_evaluation(replace(vla, decoding="mode"))

@@ -307,7 +307,7 @@ def test_dynamics_latency_and_sensor_noise() -> None:
     arm, fingers = so.ops_of_type(ops, so.SetJointGains)
     assert arm.joints == so.FRANKA_ARM_JOINTS and fingers.joints == so.FRANKA_FINGER_JOINTS
     np.testing.assert_allclose(arm.stiffness, np.asarray(so.PANDA_KP) * 0.9)
-    np.testing.assert_allclose(arm.damping, np.asarray(so.PANDA_DAMPING) * 1.2)
+    np.testing.assert_allclose(arm.damping, np.asarray(so.PANDA_KV) * 1.2)
     assert so.ops_of_type(ops, so.SetActionLatency) == [so.SetActionLatency(1)]
     (noise,) = so.ops_of_type(ops, so.SetSensorNoise)
     assert dataclasses.astuple(noise) == dataclasses.astuple(scene.sensor_noise)
@@ -400,7 +400,7 @@ def test_constants_match_the_mujoco_backend() -> None:
 
     assert so.TABLE_CENTER == mj_scene.TABLE_CENTER and so.TABLE_HALF == mj_scene.TABLE_HALF
     assert so.FLOOR_Z == mj_scene.FLOOR_Z and so.BACKDROP_CENTER[0] == mj_scene.BACKDROP_X
-    assert so.PANDA_KP == mj_scene.PANDA_KP and so.PANDA_DAMPING == mj_scene.PANDA_DAMPING
+    assert so.PANDA_KP == mj_scene.PANDA_KP and so.PANDA_KV == mj_scene.PANDA_KV
     assert (so.GRIPPER_KP, so.GRIPPER_DAMPING) == (mj_scene.GRIPPER_KP, mj_scene.GRIPPER_DAMPING)
     assert kin.TCP_OFFSET == mj_scene.TCP_OFFSET and so.BOWL_WALL_SEGMENTS == mj_scene.BOWL_WALL_SEGMENTS
     assert so.SURFACE_TEXTURE_SIZE == mj_scene.SURFACE_TEXTURE_SIZE

@@ -30,9 +30,9 @@ class EvaluationError(ValueError):
 class EvaluationConfig:
     policy: str = "expert"
     checkpoint: str | None = None
-    temporal_ensemble: float | None = None  # vla: ACT temporal ensemble weight m
+    temporal_ensemble: float | None = 0.1  # vla: ACT temporal ensemble weight m; None: off
     execute_steps: int = 1  # vla: chunk actions played open loop per prediction
-    decoding: str = "argmax"  # vla: argmax | expectation
+    decoding: str = "expectation"  # vla: expectation | argmax
     variants: tuple[str, ...] = ("in_distribution",)
     tasks: tuple[str, ...] = ("pick_place", "push", "stack")
     episodes_per_variant: int = 20

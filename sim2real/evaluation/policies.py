@@ -77,9 +77,9 @@ class VLARollout:
         self,
         checkpoint: str | None = None,
         num_threads: int | None = None,
-        temporal_ensemble: float | None = None,
+        temporal_ensemble: float | None = 0.1,
         execute_steps: int = 1,
-        decoding: str = "argmax",
+        decoding: str = "expectation",
         **_: Any,
     ) -> None:
         if not checkpoint:

@@ -69,6 +69,20 @@ class BackendConfig:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     options: Mapping[str, Any] = field(default_factory=dict)
 
+    def physics_steps_per_control_step(self) -> int:
+        """Physics steps per control step, checking that the rates and the controller's
+        interpolation segments divide evenly."""
+        if self.physics_hz % self.control_hz:
+            raise ValueError(f"physics_hz ({self.physics_hz}) must be a multiple of control_hz ({self.control_hz})")
+        substeps = round(self.physics_hz / self.control_hz)
+        segments = self.controller.interpolation_segments
+        if substeps % segments:
+            raise ValueError(
+                f"physics steps per control step ({substeps}) must be a multiple of "
+                f"controller.interpolation_segments ({segments})"
+            )
+        return substeps
+
 
 class Backend(Protocol):
     """What the env, the generators and the evaluators need from a simulator."""

@@ -42,7 +42,10 @@ class ControllerConfig:
     ``max_position_delta`` (m) and ``max_rotation_delta`` (rad) bound each action component
     per control step; ``workspace_low/high`` (m) bound the commanded TCP position;
     ``ik_damping`` is the DLS damping (m); ``joint_limit_margin`` (rad) keeps targets
-    inside the joint limits.
+    inside the joint limits; ``interpolation_segments``: the joint targets move from the
+    previous command to the new one in this many equal steps within a control period (a
+    ramp, as a robot's joint trajectory interpolator does, instead of a step that jerks the
+    arm and shakes loose what it holds).
     """
 
     max_position_delta: float = 0.05
@@ -52,6 +55,11 @@ class ControllerConfig:
     ik_damping: float = 0.05
     ik_iterations: int = 2
     joint_limit_margin: float = 0.01
+    interpolation_segments: int = 10
+
+    def __post_init__(self) -> None:
+        if self.interpolation_segments < 1:
+            raise ValueError(f"controller.interpolation_segments must be >= 1, got {self.interpolation_segments}")
 
 
 def validate_action(action: np.ndarray) -> np.ndarray:

@@ -117,13 +117,12 @@ class IsaacBackend:
 
     def __init__(self, config: BackendConfig) -> None:
         require_isaacsim()
-        if config.physics_hz % config.control_hz:
-            raise ValueError(f"physics_hz ({config.physics_hz}) must be a multiple of control_hz ({config.control_hz})")
+        substeps = config.physics_steps_per_control_step()
         if IsaacBackend._active is not None:
             raise RuntimeError("an IsaacBackend is already open in this process (one Kit per process)")
         self.config = config
         self.options = IsaacOptions.from_mapping(config.options)
-        self.substeps = round(config.physics_hz / config.control_hz)
+        self.substeps = substeps
         self.robot = ROBOTS.get("panda")
         self.app = launch(
             AppSettings(renderer=self.options.renderer, active_gpu=self.options.active_gpu,
@@ -171,6 +170,7 @@ class IsaacBackend:
         self._latency = LatencyBuffer(latency, np.r_[np.zeros(6), scene.robot.gripper])
         self._time = 0.0
         self._frame_stale = True
+        self._arm_target = self._arm_positions()
 
     # ---------------------------------------------------------------- control
     def _require_scene(self) -> SceneHandles:
@@ -215,11 +215,22 @@ class IsaacBackend:
         first = (ee_pos, ee_mat, self._tcp_jacobian(ee_pos, hand_pos))
         q_target = solve_ik(self._arm_positions(), pos, mat, cfg, self.config.control_hz, self._clips, first=first)
         finger = float(command[6]) * self.robot.gripper_max_opening / 2
-        targets = np.r_[project_to_franka(q_target), finger, finger].astype(np.float32)[None]
-        handles.robot.set_dof_position_targets(targets, dof_indices=handles.arm_dofs + handles.finger_dofs)
-        self._executor.step_physics(self.substeps)
+        self._ramp_joint_targets(handles, q_target, finger)
         self._time += self.substeps / self.config.physics_hz
         self._frame_stale = True
+
+    def _ramp_joint_targets(self, handles: SceneHandles, q_target: np.ndarray, finger: float) -> None:
+        """Move the arm's drive targets (7,) rad linearly from the last command to ``q_target``
+        over the control period (``controller.interpolation_segments`` steps), as the MuJoCo
+        backend does; the finger target (m) is set at once."""
+        segments = self.config.controller.interpolation_segments
+        start = self._arm_target
+        for segment in range(1, segments + 1):
+            q = start + (q_target - start) * (segment / segments)
+            targets = np.r_[project_to_franka(q), finger, finger].astype(np.float32)[None]
+            handles.robot.set_dof_position_targets(targets, dof_indices=handles.arm_dofs + handles.finger_dofs)
+            self._executor.step_physics(self.substeps // segments)
+        self._arm_target = q_target
 
     @property
     def clip_counts(self) -> Mapping[str, int]:

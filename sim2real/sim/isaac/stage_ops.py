@@ -101,7 +101,7 @@ ELLIPSOID_SEGMENTS = (16, 8)  # (around, pole to pole) of the ellipsoid mesh
 
 # Robot dynamics: the MuJoCo backend's nominal values (SI: N m/rad, N m s/rad, N/m, N s/m).
 PANDA_KP = (4500.0, 4500.0, 3500.0, 3500.0, 2000.0, 2000.0, 2000.0)
-PANDA_DAMPING = (80.0, 80.0, 60.0, 60.0, 20.0, 20.0, 20.0)
+PANDA_KV = (80.0, 80.0, 60.0, 60.0, 20.0, 20.0, 20.0)  # drive damping = the servo's derivative gain
 GRIPPER_KP = 300.0
 GRIPPER_DAMPING = 20.0
 FINGER_FRICTION = 1.5  # the MuJoCo finger pads' sliding friction
@@ -793,7 +793,7 @@ def scene_to_ops(
                  tuple(float(q) for q in project_to_franka(joints)), (finger, finger)),
         SetRobotGravity(ROBOT_PATH, enabled=False),
         SetJointGains(ROBOT_PATH, FRANKA_ARM_JOINTS, tuple(k * dyn.actuator_gain_scale for k in PANDA_KP),
-                      tuple(d * dyn.joint_damping_scale for d in PANDA_DAMPING)),
+                      tuple(d * dyn.joint_damping_scale for d in PANDA_KV)),
         SetJointGains(ROBOT_PATH, FRANKA_FINGER_JOINTS, (GRIPPER_KP,) * 2, (GRIPPER_DAMPING,) * 2),
     ]  # fmt: skip
     for link in FRANKA_FINGER_LINKS:

@@ -138,3 +138,5 @@ class SceneApplier:
         acts = self.arm_actuators
         model.actuator_gainprm[acts, 0] = nominal.actuator_gainprm[acts, 0] * dyn.actuator_gain_scale
         model.actuator_biasprm[acts, 1] = nominal.actuator_biasprm[acts, 1] * dyn.actuator_gain_scale
+        # the servo's derivative gain is the joint damping a real controller (and Isaac's drive) sets
+        model.actuator_biasprm[acts, 2] = nominal.actuator_biasprm[acts, 2] * dyn.joint_damping_scale

@@ -34,10 +34,8 @@ class MujocoBackend:
     """One simulator instance. Rebuilds the model only when the scene's structure changes."""
 
     def __init__(self, config: BackendConfig) -> None:
-        if config.physics_hz % config.control_hz:
-            raise ValueError(f"physics_hz ({config.physics_hz}) must be a multiple of control_hz ({config.control_hz})")
         self.config = config
-        self.substeps = round(config.physics_hz / config.control_hz)
+        self.substeps = config.physics_steps_per_control_step()
         self.build_options = BuildOptions(physics_hz=config.physics_hz, **dict(config.options))
         self.robot = ROBOTS.get("panda")
         self._renderer: OffscreenRenderer | None = None
@@ -139,11 +137,19 @@ class MujocoBackend:
         ee_mat = self.data.site_xmat[self._tcp].reshape(3, 3).copy()
         pos, mat = target_pose(command, ee_pos, ee_mat, self.config.controller, self._clips)
         q_target = self._solve_ik(pos, mat)
-        self.data.ctrl[:7] = q_target
         self.data.ctrl[7] = command[6] * self.robot.gripper_max_opening / 2
-        mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        self._ramp_joint_targets(q_target)
         self._state = None
         self._check_warnings()
+
+    def _ramp_joint_targets(self, q_target: np.ndarray) -> None:
+        """Move the arm's joint targets (7,) rad linearly from the last command to ``q_target``
+        over the control period, stepping the physics between segments."""
+        segments = self.config.controller.interpolation_segments
+        start = self.data.ctrl[:7].copy()
+        for segment in range(1, segments + 1):
+            self.data.ctrl[:7] = start + (q_target - start) * (segment / segments)
+            mujoco.mj_step(self.model, self.data, nstep=self.substeps // segments)
 
     def _solve_ik(self, pos: np.ndarray, mat: np.ndarray) -> np.ndarray:
         model, ik = self.model, self._ik_data

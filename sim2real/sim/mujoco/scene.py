@@ -46,9 +46,14 @@ _PANDA_CHAIN = (
     ((0.088, 0.0, 0.0), None, (1.57, 0.0, 0.7854)),
 )
 _PANDA_MASSES = (2.91242, 2.7063, 2.73046, 2.04104, 2.08129, 3.00049, 1.3235, 0.2)
-#: Nominal position-servo stiffness (N m / rad) and joint damping (N m s / rad) per joint.
+#: Nominal position-servo stiffness (N m / rad) and derivative gain (N m s / rad) per joint,
+#: and the passive joint damping (N m s / rad). The servo's damping lives in the actuator so
+#: that it counts against the torque limits like a real joint controller's; passive damping
+#: outside them would cap the wrist at 12 / 20 = 0.6 rad/s and make the hand tilt whenever
+#: the arm moves fast.
 PANDA_KP = (4500.0, 4500.0, 3500.0, 3500.0, 2000.0, 2000.0, 2000.0)
-PANDA_DAMPING = (80.0, 80.0, 60.0, 60.0, 20.0, 20.0, 20.0)
+PANDA_KV = (80.0, 80.0, 60.0, 60.0, 20.0, 20.0, 20.0)
+PANDA_DAMPING = (4.0, 4.0, 3.0, 3.0, 1.0, 1.0, 1.0)
 PANDA_FORCE_LIMIT = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)
 GRIPPER_KP = 300.0
 GRIPPER_DAMPING = 20.0
@@ -155,7 +160,7 @@ def _add_panda(spec: mujoco.MjSpec, options: BuildOptions) -> None:
     _add_hand(spec, parent, visual_geom, collision_geom)
     for i, name in enumerate(robot.joint_names):
         act = spec.add_actuator(name=f"act_{name}", target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT)
-        act.set_to_position(kp=PANDA_KP[i])
+        act.set_to_position(kp=PANDA_KP[i], kv=PANDA_KV[i])
         act.forcelimited = True
         act.forcerange = (-PANDA_FORCE_LIMIT[i], PANDA_FORCE_LIMIT[i])
         act.ctrlrange = robot.joint_limits[i]
