@@ -231,6 +231,34 @@ def test_zarr_layout_chunks_and_metadata(tmp_path, episodes):
     assert dataset.language_instruction(3) == episodes[3].steps.language_instruction
 
 
+def test_zarr_chunks_written_directly_are_the_bytes_zarr_writes(tmp_path, episodes):
+    import zarr
+
+    from sim2real.datasets.zarr_format import _DirectChunkWriter
+
+    path = tmp_path / "e.zarr"
+    writer = ZarrEpisodeWriter(path, lowdim_chunk_steps=8)  # several whole low-dim chunks too
+    for episode in episodes:
+        writer.write(episode)
+    writer.close()
+    ours = zarr.open_group(str(path), mode="r")
+    assert _DirectChunkWriter.for_array(ours["data/img_front"]) is not None  # the fast path was taken
+    reference = zarr.open_group(str(tmp_path / "reference.zarr"), mode="w", zarr_format=3)
+    compared = 0
+    for name in ("data/img_front", "data/state", "data/action", "data/is_first"):
+        array = ours[name]
+        copy = reference.create_array(name.replace("/", "_"), shape=array.shape, chunks=array.chunks,
+                                      dtype=array.dtype, compressors=array.compressors, fill_value=0,
+                                      chunk_key_encoding={"name": "default", "separator": "."})  # fmt: skip
+        copy[:] = array[:]
+        for i in range(array.shape[0] // array.chunks[0]):  # whole chunks
+            key = "c." + ".".join(["0"] * array.ndim).replace("0", str(i), 1)
+            ours_bytes = (path / name / key).read_bytes()
+            assert ours_bytes == (tmp_path / "reference.zarr" / name.replace("/", "_") / key).read_bytes(), (name, i)
+            compared += 1
+    assert compared >= 8
+
+
 def test_zarr_append_resume_and_crash_recovery(tmp_path, episodes):
     path = write_all("zarr", tmp_path / "e.zarr", episodes[:2])
     with pytest.raises(DatasetError, match="already holds data"):
