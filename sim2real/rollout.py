@@ -36,12 +36,12 @@ def record_expert_episode(
     states, actions, rewards = [], [], []
     success = False
     for _ in range(env.max_steps):
-        action = expert.act(env.backend.privileged_state())
+        action = expert.act(env.backend.privileged_state())  # the label
         for camera in env.cameras:
             frames[camera].append(obs["image"][camera])
         states.append(obs["state"])
         actions.append(action)
-        obs, reward, terminated, truncated, info = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(expert.perturb(action))  # DART with expert_noise > 0
         rewards.append(reward)
         if terminated or truncated:
             success = bool(info["success"])

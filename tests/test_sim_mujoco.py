@@ -22,7 +22,7 @@ def rollout(backend, scene: SceneSpec, steps: int, seed: int = 0) -> tuple[list[
     expert = make_expert(scene, np.random.default_rng(seed), noise_scale=0.005)
     images, states = [], []
     for _ in range(steps):
-        backend.step(expert.act(backend.privileged_state()))
+        backend.step(expert.perturb(expert.act(backend.privileged_state())))
         frame = backend.images()
         images.append(np.concatenate([frame["front"], frame["wrist"]]))
         states.append(np.r_[backend.proprio(), backend.data.qpos, backend.data.qvel])
@@ -211,3 +211,28 @@ def test_gymnasium_env_rolls_out_any_policy() -> None:
             Sim2RealEnv("juggle")
     finally:
         env.close()
+
+
+def test_dart_noise_perturbs_only_the_executed_position_and_the_expert_corrects_it(backend) -> None:
+    scene = sample_scene("pick_place", 3)
+    clean = make_expert(scene, np.random.default_rng(0))
+    backend.reset(scene)
+    label = clean.act(backend.privileged_state())
+    assert clean.perturb(label) is label  # no noise: the label is what runs, and no draw is made
+
+    noisy = make_expert(scene, np.random.default_rng(0), noise_scale=0.01)
+    backend.reset(scene)
+    offsets = []
+    for _ in range(12):
+        label = noisy.act(backend.privileged_state())
+        executed = noisy.perturb(label)
+        np.testing.assert_array_equal(executed[3:], label[3:])  # rotation and gripper untouched
+        offsets.append(executed[:3] - label[:3])
+        backend.step(executed)
+    assert 0.005 < float(np.std(offsets)) < 0.02
+    # the expert still finishes the task from the states the noise leads to
+    for _ in range(make_task("pick_place").max_steps):
+        if make_task("pick_place").success(backend.privileged_state(), scene):
+            break
+        backend.step(noisy.perturb(noisy.act(backend.privileged_state())))
+    assert make_task("pick_place").success(backend.privileged_state(), scene)

@@ -43,8 +43,11 @@ class Phase:
 
 
 class Expert:
-    """Runs phases in order. ``noise_scale`` (m) adds Gaussian noise to the position part of
-    each action (drawn from the explicit ``rng``) so demonstrations include recoveries.
+    """Runs phases in order. ``act`` returns the expert's (clean) action; ``perturb`` returns the
+    action to execute: with ``noise_scale`` (m) > 0, Gaussian noise (drawn from the explicit
+    ``rng``) on its position part. Recording ``act``'s label while executing ``perturb``'s action
+    is DART (Laskey et al., 2017): the demonstrations visit the states a learner's small errors
+    lead to, labelled with the expert's correction from there.
 
     The expert knows the scene's action latency (privileged information): it predicts where
     its still-queued actions will take the TCP (a Smith predictor) and aims from there, lowers
@@ -94,14 +97,24 @@ class Expert:
         last = self.phases[-1].target(state)
         return self._action(state, Waypoint(state.ee_pos, last.yaw, last.gripper), self.max_position_step)
 
+    def perturb(self, action: np.ndarray) -> np.ndarray:
+        """The action to execute for ``act``'s ``action`` (7,): its position part plus
+        N(0, ``noise_scale``^2) m per axis; ``action`` itself when ``noise_scale`` is 0."""
+        if self.noise_scale <= 0:
+            return action
+        noise = self.rng.normal(0.0, self.noise_scale, size=3)
+        if self.latency:  # the Smith predictor must expect what will really be executed
+            self._pending[-1] = self._pending[-1] + noise
+        executed = action.copy()
+        executed[:3] += noise.astype(action.dtype)
+        return executed
+
     def _action(self, state: PrivilegedState, waypoint: Waypoint, max_step: float) -> np.ndarray:
         predicted = state.ee_pos + (sum(self._pending) if self.latency else 0.0)
         delta = self.gain * (waypoint.pos - predicted)
         norm = np.linalg.norm(delta)
         if norm > max_step:
             delta *= max_step / norm
-        if self.noise_scale > 0:
-            delta = delta + self.rng.normal(0.0, self.noise_scale, size=3)
         target_mat = rpy_to_matrix(np.array([0.0, 0.0, waypoint.yaw]))
         if self.latency:
             self._pending.append(delta.copy())
