@@ -40,7 +40,9 @@ class ControllerConfig:
     """Limits of the end-effector controller.
 
     ``max_position_delta`` (m) and ``max_rotation_delta`` (rad) bound each action component
-    per control step; ``workspace_low/high`` (m) bound the commanded TCP position;
+    per control step; ``workspace_low/high`` (m) bound the commanded TCP position (the floor,
+    2 cm above the table top, keeps the finger pads ~4 mm clear of it, as a real cell's virtual
+    floor does; the experts never go below 2.4 cm);
     ``ik_damping`` is the DLS damping (m); ``joint_limit_margin`` (rad) keeps targets
     inside the joint limits; ``interpolation_segments``: the joint targets move from the
     previous command to the new one in this many equal steps within a control period (a
@@ -50,7 +52,7 @@ class ControllerConfig:
 
     max_position_delta: float = 0.05
     max_rotation_delta: float = 0.3
-    workspace_low: tuple[float, float, float] = (0.2, -0.45, 0.0)
+    workspace_low: tuple[float, float, float] = (0.2, -0.45, 0.02)
     workspace_high: tuple[float, float, float] = (0.85, 0.45, 0.5)
     ik_damping: float = 0.05
     ik_iterations: int = 2
