@@ -25,7 +25,7 @@ time only and compressed with Blosc (LZ4 by default, as Diffusion Policy's repla
 
 Writing goes in whole chunks: appended rows wait in memory until they fill a chunk (at most one
 chunk per array, so memory stays flat in the episode count), no chunk is ever read back and
-re-compressed, and arrays grow by doubling and are trimmed to their length at ``flush``/``close``.
+re-compressed, and an array's shape is written once, at ``flush``/``close``.
 Whole chunks of a local store are encoded with the array's own codecs (bytes + Blosc, read from
 its metadata) and written straight to their chunk files: the same bytes zarr would store, without
 the three thread hand-offs per chunk of zarr's asynchronous write path, which cost ~20x the
@@ -131,18 +131,19 @@ class _DirectChunkWriter:
             (self.directory / key).write_bytes(self.blosc.encode(block))
 
 
-_MIN_GROWTH_CHUNKS = 64  # an array grows by at least this many chunks (each resize rewrites metadata)
-
-
 class _ChunkAppender:
     """Appends rows to one zarr array ``length`` rows long, writing whole chunks only. The
     array should be opened with ``write_empty_chunks`` on: recorded chunks are never all fill
-    value, and zarr would otherwise compare every chunk against it before writing."""
+    value, and zarr would otherwise compare every chunk against it before writing.
+
+    Chunks written directly need no array metadata, so the array's shape is set once, at
+    :meth:`flush`; only rows that must go through zarr (a partial chunk already in the store,
+    e.g. after a resume) grow it first."""
 
     def __init__(self, array: Any, length: int) -> None:
         self.array = array
         self.chunk = int(array.chunks[0])
-        self.length = length  # rows in the store
+        self.length = length  # rows written
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
         self._direct = _DirectChunkWriter.for_array(array)
@@ -154,7 +155,7 @@ class _ChunkAppender:
             self._write(final=False)
 
     def flush(self) -> None:
-        """Write every pending row and trim the array to ``length``."""
+        """Write every pending row and set the array's shape to ``length`` rows."""
         if self._pending_rows:
             self._write(final=True)
         if self.array.shape[0] != self.length:
@@ -166,14 +167,14 @@ class _ChunkAppender:
         if not final:
             end -= end % self.chunk  # up to the last chunk boundary; the rest waits
         count = end - self.length
-        if self.array.shape[0] < end:  # grow by doubling, in whole chunks
-            capacity = max(end, 2 * self.array.shape[0], _MIN_GROWTH_CHUNKS * self.chunk)
-            capacity = -(-capacity // self.chunk) * self.chunk
-            self.array.resize((capacity, *self.array.shape[1:]))
-        whole_chunks = self.length % self.chunk == 0 and count % self.chunk == 0
-        if self._direct is not None and whole_chunks:
-            self._direct.write(self.length // self.chunk, rows[:count])
+        if self._direct is not None and self.length % self.chunk == 0:
+            block, padding = rows[:count], -count % self.chunk
+            if padding:  # the last chunk of a flush is padded with the fill value
+                block = np.concatenate([block, np.zeros((padding, *rows.shape[1:]), rows.dtype)])
+            self._direct.write(self.length // self.chunk, block)
         else:
+            if self.array.shape[0] < end:
+                self.array.resize((end, *self.array.shape[1:]))
             self.array[self.length : end] = rows[:count]
         self.length = end
         self._pending = [rows[count:]] if count < len(rows) else []
