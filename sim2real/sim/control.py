@@ -110,6 +110,12 @@ def target_pose(
     return pos, mat
 
 
+def joint_target_ramp(start: np.ndarray, target: np.ndarray, segments: int) -> list[np.ndarray]:
+    """Joint targets (n,) rad moving linearly from ``start`` to ``target`` in ``segments`` equal
+    steps (the last one is ``target``): what a backend holds during each part of a control period."""
+    return [start + (target - start) * (segment / segments) for segment in range(1, segments + 1)]
+
+
 def dls_step(jacobian: np.ndarray, error: np.ndarray, damping: float) -> np.ndarray:
     """Damped least squares: dq = J^T (J J^T + damping^2 I)^-1 e.  J: (6, n), e: (6,) -> (n,)."""
     jjt = jacobian @ jacobian.T

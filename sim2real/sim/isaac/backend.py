@@ -35,6 +35,7 @@ from sim2real.sim.control import (
     ClipCounter,
     LatencyBuffer,
     clip_action,
+    joint_target_ramp,
     target_pose,
     validate_action,
 )
@@ -117,12 +118,11 @@ class IsaacBackend:
 
     def __init__(self, config: BackendConfig) -> None:
         require_isaacsim()
-        substeps = config.physics_steps_per_control_step()
+        self.substeps = config.physics_steps_per_control_step()  # checked before Kit starts
         if IsaacBackend._active is not None:
             raise RuntimeError("an IsaacBackend is already open in this process (one Kit per process)")
         self.config = config
         self.options = IsaacOptions.from_mapping(config.options)
-        self.substeps = substeps
         self.robot = ROBOTS.get("panda")
         self.app = launch(
             AppSettings(renderer=self.options.renderer, active_gpu=self.options.active_gpu,
@@ -224,9 +224,7 @@ class IsaacBackend:
         over the control period (``controller.interpolation_segments`` steps), as the MuJoCo
         backend does; the finger target (m) is set at once."""
         segments = self.config.controller.interpolation_segments
-        start = self._arm_target
-        for segment in range(1, segments + 1):
-            q = start + (q_target - start) * (segment / segments)
+        for q in joint_target_ramp(self._arm_target, q_target, segments):
             targets = np.r_[project_to_franka(q), finger, finger].astype(np.float32)[None]
             handles.robot.set_dof_position_targets(targets, dof_indices=handles.arm_dofs + handles.finger_dofs)
             self._executor.step_physics(self.substeps // segments)

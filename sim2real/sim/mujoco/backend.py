@@ -15,6 +15,7 @@ from sim2real.sim.control import (
     LatencyBuffer,
     clip_action,
     dls_step,
+    joint_target_ramp,
     target_pose,
     validate_action,
 )
@@ -146,9 +147,8 @@ class MujocoBackend:
         """Move the arm's joint targets (7,) rad linearly from the last command to ``q_target``
         over the control period, stepping the physics between segments."""
         segments = self.config.controller.interpolation_segments
-        start = self.data.ctrl[:7].copy()
-        for segment in range(1, segments + 1):
-            self.data.ctrl[:7] = start + (q_target - start) * (segment / segments)
+        for q in joint_target_ramp(self.data.ctrl[:7].copy(), q_target, segments):
+            self.data.ctrl[:7] = q
             mujoco.mj_step(self.model, self.data, nstep=self.substeps // segments)
 
     def _solve_ik(self, pos: np.ndarray, mat: np.ndarray) -> np.ndarray:
