@@ -39,9 +39,11 @@ def main() -> None:
             worker_seconds = sum(s["seconds"] for s in shards)
             write_seconds = sum(s["write_seconds"] for s in shards)
             by_format = {name: sum(s["write_seconds_by_format"].get(name, 0.0) for s in shards) for name in FORMATS}
-            shares = ", ".join(f"{name} {seconds / worker_seconds:.1%}" for name, seconds in by_format.items())
+            shares = ", ".join(f"{name} {seconds / worker_seconds:.1%} {seconds / args.episodes * 1e3:.1f} ms"
+                               for name, seconds in by_format.items())  # fmt: skip
             print(f"{workers} worker(s): {args.episodes / seconds:.2f} episodes/s ({seconds:.1f} s wall); "
-                  f"encoding + writing = {write_seconds / worker_seconds:.1%} of worker time ({shares})")  # fmt: skip
+                  f"opening + encoding + writing + checksumming = {write_seconds / worker_seconds:.1%} of worker time, "
+                  f"{write_seconds / args.episodes * 1e3:.1f} ms per episode ({shares} per episode)")  # fmt: skip
         print(f"speed-up 1 -> 2 workers: {times[1] / times[2]:.2f}x")
         for name in ("zarr", "rlds", "hdf5"):
             total = sum(s["files"][name]["bytes"] for s in manifest["shards"].values())

@@ -191,8 +191,9 @@ class _ShardWriters:
         self.paths = paths
         self.writers: dict[str, Any] = {}
         self.rlds: Any = None
-        self.seconds_by_format: dict[str, float] = {}  # time spent encoding, writing and checksumming
+        self.seconds_by_format: dict[str, float] = {}  # opening, encoding, writing and checksumming
         for name in config.formats:
+            start = time.perf_counter()
             temp = _temp(paths[name])
             temp.parent.mkdir(parents=True, exist_ok=True)
             _remove(temp)
@@ -200,6 +201,7 @@ class _ShardWriters:
                 self.rlds = TFRecordWriter(temp)
             else:
                 self.writers[name] = DATASET_WRITERS.get(name)(temp, **config.codecs.get(name, {}))
+            self._count(name, start)
 
     def write(self, episode: Any) -> None:
         for name, writer in self.writers.items():

@@ -220,7 +220,7 @@ def test_zarr_layout_chunks_and_metadata(tmp_path, episodes):
     assert ends.tolist() == np.cumsum([e.num_steps for e in episodes]).tolist()
     image = root["data/img_front"]
     assert image.shape == (int(ends[-1]), 32, 32, 3)
-    assert image.chunks == (8, 32, 32, 3)
+    assert image.chunks == (16, 32, 32, 3)  # time only: 16 frames per chunk
     assert type(image.compressors[0]).__name__ == "BloscCodec"
     assert root["data/state"].chunks[1:] == (14,)
     assert root["meta/success"][:].tolist() == [e.metadata.success for e in episodes]
@@ -257,6 +257,29 @@ def test_zarr_chunks_written_directly_are_the_bytes_zarr_writes(tmp_path, episod
             assert ours_bytes == (tmp_path / "reference.zarr" / name.replace("/", "_") / key).read_bytes(), (name, i)
             compared += 1
     assert compared >= 8
+
+
+def test_zarr_overwrite_mode_replaces_the_store_and_a_file_path_is_refused(tmp_path, episodes):
+    path = write_all("zarr", tmp_path / "e.zarr", episodes)
+    write_all("zarr", path, episodes[:2], mode="w")
+    reopened = ZarrDataset(path)
+    assert len(reopened) == 2
+    assert reopened.data["img_front"].shape[0] == reopened.episode_ends[-1]  # no rows left from the first store
+    (tmp_path / "notes.txt").write_text("not a store")
+    with pytest.raises(DatasetError, match="notes.txt: is a file"):
+        ZarrEpisodeWriter(tmp_path / "notes.txt", mode="a")
+
+
+def test_zarr_store_stays_writable_by_zarr_itself(tmp_path, episodes):
+    import zarr
+
+    path = write_all("zarr", tmp_path / "e.zarr", episodes[:2])
+    image = zarr.open_group(str(path), mode="a")["data/img_front"]
+    total = image.shape[0]
+    image.resize((total + 1, *image.shape[1:]))
+    image[total] = np.full(image.shape[1:], 7, np.uint8)
+    assert np.array_equal(image[:total], ZarrDataset(path).data["img_front"][:total])
+    assert (image[total] == 7).all()
 
 
 def test_zarr_append_resume_and_crash_recovery(tmp_path, episodes):

@@ -78,7 +78,8 @@ class HDF5EpisodeWriter(EpisodeWriter):
 
     ``mode``: ``"w-"`` create (error if the file exists), ``"w"`` overwrite, ``"a"`` append
     demos to an existing file. Images use ``image_compression`` (``"gzip"``, ``"lzf"`` or
-    None) with ``image_compression_opts`` and chunks of ``image_chunk_steps`` frames.
+    None) with ``image_compression_opts`` and chunks of ``image_chunk_steps`` frames; without
+    compression they are stored contiguously (no chunk index, no padding of the last chunk).
     """
 
     def __init__(
@@ -127,8 +128,9 @@ class HDF5EpisodeWriter(EpisodeWriter):
         self._data.attrs["total"] = self._total
 
     def _write_obs(self, obs: h5py.Group, steps: EpisodeSteps) -> None:
+        compressed = self._image_options["compression"] is not None
         for camera, frames in steps.images.items():
-            chunks = (min(self._image_chunk, len(frames)), *frames.shape[1:])
+            chunks = (min(self._image_chunk, len(frames)), *frames.shape[1:]) if compressed else None
             obs.create_dataset(f"{camera}{IMAGE_SUFFIX}", data=frames, chunks=chunks, **self._image_options)
         for key, part in STATE_SLICES.items():
             obs.create_dataset(key, data=steps.state[:, part])

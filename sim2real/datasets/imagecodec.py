@@ -42,23 +42,45 @@ def encode_image(frame: np.ndarray, image_format: str = "png", *, png_level: int
     return buffer.getvalue()
 
 
+def encode_images(
+    frames: np.ndarray, image_format: str = "png", *, png_level: int = 1, jpeg_quality: int = 95
+) -> list[bytes]:
+    """Encode uint8 (T, H, W, 3) RGB frames, one file each (PNG frames are filtered as one stack)."""
+    if image_format == "png":
+        return encode_pngs(frames, png_level)
+    return [encode_image(frame, image_format, png_level=png_level, jpeg_quality=jpeg_quality) for frame in frames]
+
+
 def _png_chunk(tag: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
+    return b"".join((struct.pack(">I", len(data)), tag, data, struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))))
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = _png_chunk(b"IEND", b"")
 
 
 def encode_png(frame: np.ndarray, level: int = 1) -> bytes:
     """uint8 (H, W, 3) RGB -> PNG bytes (8-bit RGB, no interlace, ``Sub`` filter on every row)."""
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"expected a uint8 (H, W, 3) frame, got {frame.dtype} {frame.shape}")
-    height, width = frame.shape[:2]
-    rows = np.ascontiguousarray(frame).reshape(height, width * 3)
-    filtered = np.empty((height, width * 3 + 1), np.uint8)
-    filtered[:, 0] = 1  # filter type Sub: each byte minus the byte one pixel to the left (mod 256)
-    filtered[:, 1:4] = rows[:, :3]
-    np.subtract(rows[:, 3:], rows[:, :-3], out=filtered[:, 4:])
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = _deflate.compress(filtered.tobytes(), min(level, 3) if _deflate is not zlib else level)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    return encode_pngs(frame[None], level)[0]
+
+
+def encode_pngs(frames: np.ndarray, level: int = 1) -> list[bytes]:
+    """uint8 (T, H, W, 3) RGB frames -> T PNG files (as :func:`encode_png`); the row filter
+    runs once over the whole stack, so per-frame cost is only the deflate."""
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
+        raise ValueError(f"expected uint8 (T, H, W, 3) frames, got {frames.dtype} {frames.shape}")
+    count, height, width = frames.shape[:3]
+    rows = np.ascontiguousarray(frames).reshape(count, height, width * 3)
+    filtered = np.empty((count, height, width * 3 + 1), np.uint8)
+    filtered[:, :, 0] = 1  # filter type Sub: each byte minus the byte one pixel to the left (mod 256)
+    filtered[:, :, 1:4] = rows[:, :, :3]
+    np.subtract(rows[:, :, 3:], rows[:, :, :-3], out=filtered[:, :, 4:])
+    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    level = min(level, 3) if _deflate is not zlib else level
+    return [b"".join((_PNG_SIGNATURE, header, _png_chunk(b"IDAT", _deflate.compress(f, level)), _PNG_END))
+            for f in filtered]  # fmt: skip
 
 
 def decode_image(data: bytes, where: str) -> np.ndarray:

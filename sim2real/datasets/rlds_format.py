@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from sim2real.datasets.imagecodec import IMAGE_FORMATS, decode_image, encode_image, resize_frames
+from sim2real.datasets.imagecodec import IMAGE_FORMATS, decode_image, encode_images, resize_frames
 from sim2real.datasets.registry import DATASET_READERS, DATASET_WRITERS, EpisodeReader, EpisodeWriter
 from sim2real.datasets.rlds_mapping import GRIPPER_CONVENTIONS, RLDS_MAPPINGS, RLDSMapping
 from sim2real.datasets.schema import (
@@ -189,7 +189,7 @@ def episode_to_example(ep: Episode, image_format: str = "png", png_level: int = 
     steps = ep.steps
     features: dict[str, FeatureValue] = {}
     for camera, frames in steps.images.items():
-        encoded = [encode_image(f, image_format, png_level=png_level, jpeg_quality=jpeg_quality) for f in frames]
+        encoded = encode_images(frames, image_format, png_level=png_level, jpeg_quality=jpeg_quality)
         features[f"steps/observation/{camera_key(camera)}"] = ("bytes", encoded)
     features["steps/observation/state"] = ("float", steps.state)
     features["steps/action"] = ("float", steps.action)

@@ -37,8 +37,13 @@ the last flushed episode (and ``mode="a"`` resumes from there).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
-from collections.abc import Mapping
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +51,8 @@ import numcodecs
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec
-from zarr.storage import LocalStore
+from zarr.core.buffer import default_buffer_prototype
+from zarr.storage import LocalStore, MemoryStore
 
 from sim2real.datasets.registry import DATASET_READERS, DATASET_WRITERS, EpisodeReader, EpisodeWriter
 from sim2real.datasets.schema import (
@@ -91,27 +97,104 @@ def _create(group: zarr.Group, name: str, trailing: tuple[int, ...], dtype: np.d
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Template:
+    """The metadata documents zarr writes for some arrays and groups of an empty store:
+    ``documents`` maps store keys (``data/state/zarr.json``, ...) to their bytes and
+    ``arrays`` maps array paths (``data/state``) to their metadata objects."""
+
+    documents: dict[str, bytes]
+    arrays: dict[str, Any]
+
+
+def _template(build: Callable[[zarr.Group], dict[str, Any]]) -> _Template:
+    """Run ``build`` (which creates arrays in a group and returns them by path) on an empty
+    in-memory store and keep what zarr wrote."""
+    stored: dict[str, Any] = {}
+    root = zarr.open_group(MemoryStore(store_dict=stored), mode="w", zarr_format=3)
+    arrays = build(root)
+    return _Template({key: value.to_bytes() for key, value in stored.items()},
+                     {path: array.metadata for path, array in arrays.items()})  # fmt: skip
+
+
+_ROOT_ATTRS = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "layout": _LAYOUT_DOC}
+
+
+@functools.lru_cache(maxsize=8)
+def _base_template(lowdim_chunk: int, blosc: tuple[str, int, str]) -> _Template:
+    """Root group, ``data/`` low-dimensional arrays and ``meta/`` arrays of a new store, Blosc
+    ``(cname, clevel, shuffle)`` (made once per process and layout: creating arrays through
+    zarr costs several ms each)."""
+    codec = _blosc(*blosc)
+
+    def build(root: zarr.Group) -> dict[str, Any]:
+        root.attrs.update(_ROOT_ATTRS)
+        data, meta = root.require_group("data"), root.require_group("meta")
+        arrays = {f"data/{key}": _create(data, key, trailing, dtype, lowdim_chunk, codec)
+                  for key, (dtype, trailing) in LOW_DIM_SPECS.items()}  # fmt: skip
+        for key, dtype in {"episode_ends": np.dtype(np.int64), **_META_SCALARS, "episode_json_ends": np.int64}.items():
+            arrays[f"meta/{key}"] = _create(meta, key, (), np.dtype(dtype), 1024, codec)
+        arrays["meta/episode_json"] = _create(meta, "episode_json", (), np.dtype(np.uint8), 1 << 20, codec)
+        return arrays
+
+    return _template(build)
+
+
+@functools.lru_cache(maxsize=8)
+def _camera_template(
+    cameras: tuple[tuple[str, tuple[int, ...]], ...], chunk: int, blosc: tuple[str, int, str]
+) -> _Template:
+    """``data/img_<camera>`` arrays (``cameras``: name and frame shape pairs) and the root
+    group's attributes naming the cameras."""
+    codec = _blosc(*blosc)
+
+    def build(root: zarr.Group) -> dict[str, Any]:
+        root.attrs.update({**_ROOT_ATTRS, "cameras": sorted(camera for camera, _ in cameras)})
+        data = root.require_group("data")
+        return {f"data/{IMAGE_PREFIX}{camera}": _create(data, IMAGE_PREFIX + camera, trailing, np.dtype(np.uint8),
+                                                         chunk, codec)
+                for camera, trailing in cameras}  # fmt: skip
+
+    return _template(build)
+
+
+def _write_file_atomic(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_bytes(data)
+    os.replace(temp, path)
+
+
 _NUMCODECS_SHUFFLE = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE,
                       "bitshuffle": numcodecs.Blosc.BITSHUFFLE}  # fmt: skip
 
 
 class _DirectChunkWriter:
-    """Writes whole chunks of a zarr v3 array in a local store as files: each chunk (rows along
-    axis 0) is cast to the array's byte order, Blosc-encoded with the array's codec settings and
-    written to ``<store>/<array>/<chunk key>``. :meth:`for_array` returns ``None`` for arrays it
-    cannot write exactly as zarr would (non-local store, codecs other than bytes + Blosc)."""
+    """Writes the chunks and the metadata document of a zarr v3 array in a local store as
+    files: each chunk (rows along axis 0) is cast to the array's byte order, Blosc-encoded with
+    the array's codec settings and written to ``<store>/<array>/<chunk key>``; :meth:`write_shape`
+    rewrites ``zarr.json`` with a new shape. :meth:`for_metadata` returns ``None`` for arrays
+    it cannot write exactly as zarr would (codecs other than bytes + Blosc)."""
 
-    def __init__(self, array: Any, directory: Path, dtype: np.dtype, blosc: numcodecs.Blosc) -> None:
-        self.array = array
+    def __init__(self, metadata: Any, directory: Path, dtype: np.dtype, blosc: numcodecs.Blosc) -> None:
+        self.metadata = metadata
         self.directory = directory
         self.dtype = dtype
         self.blosc = blosc
+        self.chunk = int(metadata.chunks[0])
 
     @classmethod
     def for_array(cls, array: Any) -> _DirectChunkWriter | None:
+        """For an open zarr array (``None`` unless its store is a local folder)."""
         store = array.store_path.store
-        codecs = array.metadata.codecs
-        if not isinstance(store, LocalStore) or len(codecs) != 2:
+        if not isinstance(store, LocalStore):
+            return None
+        return cls.for_metadata(array.metadata, Path(store.root) / array.store_path.path)
+
+    @classmethod
+    def for_metadata(cls, metadata: Any, directory: Path) -> _DirectChunkWriter | None:
+        """For the array whose metadata object is ``metadata`` stored in ``directory``."""
+        codecs = metadata.codecs
+        if len(codecs) != 2:
             return None
         serializer, compressor = codecs
         if not isinstance(serializer, BytesCodec) or not isinstance(compressor, BloscCodec):
@@ -119,34 +202,49 @@ class _DirectChunkWriter:
         order = "<" if serializer.endian is None or serializer.endian.value == "little" else ">"
         shuffle = _NUMCODECS_SHUFFLE[compressor.shuffle.value]
         blosc = numcodecs.Blosc(compressor.cname.value, compressor.clevel, shuffle, compressor.blocksize)
-        return cls(array, Path(store.root) / array.store_path.path, array.dtype.newbyteorder(order), blosc)
+        return cls(metadata, directory, np.dtype(metadata.data_type.to_native_dtype()).newbyteorder(order), blosc)
 
     def write(self, first_chunk: int, rows: np.ndarray) -> None:
         """Write ``rows`` (a whole number of chunks) as chunks ``first_chunk, first_chunk + 1, ...``."""
-        chunk = int(self.array.chunks[0])
         trailing_zeros = (0,) * (rows.ndim - 1)
-        for i in range(len(rows) // chunk):
-            block = np.ascontiguousarray(rows[i * chunk : (i + 1) * chunk], dtype=self.dtype)
-            key = self.array.metadata.encode_chunk_key((first_chunk + i, *trailing_zeros))
+        for i in range(len(rows) // self.chunk):
+            block = np.ascontiguousarray(rows[i * self.chunk : (i + 1) * self.chunk], dtype=self.dtype)
+            key = self.metadata.encode_chunk_key((first_chunk + i, *trailing_zeros))
             (self.directory / key).write_bytes(self.blosc.encode(block))
+
+    def write_shape(self, length: int) -> None:
+        """Set the array's shape to ``length`` rows (``zarr.json`` replaced atomically)."""
+        self.metadata = dataclasses.replace(self.metadata, shape=(length, *self.metadata.shape[1:]))
+        document = self.metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
+        _write_file_atomic(self.directory / "zarr.json", document)
 
 
 class _ChunkAppender:
-    """Appends rows to one zarr array ``length`` rows long, writing whole chunks only. The
-    array should be opened with ``write_empty_chunks`` on: recorded chunks are never all fill
-    value, and zarr would otherwise compare every chunk against it before writing.
+    """Appends rows to one zarr array ``length`` rows long, writing whole chunks only.
 
-    Chunks written directly need no array metadata, so the array's shape is set once, at
-    :meth:`flush`; only rows that must go through zarr (a partial chunk already in the store,
-    e.g. after a resume) grow it first."""
+    Whole chunks go through ``direct`` (a :class:`_DirectChunkWriter`, when there is one), and
+    the array's shape is then written once, at :meth:`flush`. Rows that must go through zarr (a
+    partial chunk already in the store, e.g. after a resume; other codecs) use the array that
+    ``open_array`` opens, with ``write_empty_chunks`` on: recorded chunks are never all fill
+    value, and zarr would otherwise compare every chunk against it before writing."""
 
-    def __init__(self, array: Any, length: int) -> None:
-        self.array = array
-        self.chunk = int(array.chunks[0])
+    def __init__(
+        self, length: int, chunk: int, direct: _DirectChunkWriter | None, open_array: Callable[[], Any]
+    ) -> None:
+        self.chunk = chunk
         self.length = length  # rows written
+        self.shape_rows = length  # rows in the stored shape
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
-        self._direct = _DirectChunkWriter.for_array(array)
+        self._direct = direct
+        self._open_array = open_array
+        self._array: Any = None
+
+    @property
+    def array(self) -> Any:
+        if self._array is None:
+            self._array = self._open_array().with_config({"write_empty_chunks": True})  # runtime, not stored
+        return self._array
 
     def append(self, values: np.ndarray) -> None:
         self._pending.append(values)
@@ -158,8 +256,12 @@ class _ChunkAppender:
         """Write every pending row and set the array's shape to ``length`` rows."""
         if self._pending_rows:
             self._write(final=True)
-        if self.array.shape[0] != self.length:
-            self.array.resize((self.length, *self.array.shape[1:]))
+        if self.shape_rows != self.length:
+            if self._direct is not None:
+                self._direct.write_shape(self.length)
+            else:
+                self.array.resize((self.length, *self.array.shape[1:]))
+            self.shape_rows = self.length
 
     def _write(self, final: bool) -> None:
         rows = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
@@ -173,8 +275,11 @@ class _ChunkAppender:
                 block = np.concatenate([block, np.zeros((padding, *rows.shape[1:]), rows.dtype)])
             self._direct.write(self.length // self.chunk, block)
         else:
-            if self.array.shape[0] < end:
+            if self.shape_rows < end:
                 self.array.resize((end, *self.array.shape[1:]))
+                self.shape_rows = end
+                if self._direct is not None:  # zarr rewrote zarr.json: keep the metadata in step
+                    self._direct.metadata = self.array.metadata
             self.array[self.length : end] = rows[:count]
         self.length = end
         self._pending = [rows[count:]] if count < len(rows) else []
@@ -202,7 +307,7 @@ class ZarrEpisodeWriter(EpisodeWriter):
         path: str | Path,
         *,
         mode: str = "w-",
-        image_chunk_steps: int = 8,
+        image_chunk_steps: int = 16,
         lowdim_chunk_steps: int = 4096,
         cname: str = "lz4",
         clevel: int = 5,
@@ -213,32 +318,44 @@ class ZarrEpisodeWriter(EpisodeWriter):
         self.path = Path(path)
         self._image_chunk = image_chunk_steps
         self._lowdim_chunk = lowdim_chunk_steps
-        self._image_codec = _blosc(cname, clevel, image_shuffle)
-        self._lowdim_codec = _blosc(cname, clevel, "shuffle")
-        try:
-            self._root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)
-        except FileExistsError as error:
-            message = f"{self.path}: already holds data (use mode='w' to overwrite or 'a' to append)"
-            raise DatasetError(message) from error
+        self._image_blosc = (cname, clevel, image_shuffle)
+        self._lowdim_blosc = (cname, clevel, "shuffle")
+        if mode == "w-" and (self.path / "zarr.json").exists():
+            raise DatasetError(f"{self.path}: already holds data (use mode='w' to overwrite or 'a' to append)")
+        if mode == "w" and self.path.exists():
+            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
+        if self.path.exists() and not self.path.is_dir():
+            raise DatasetError(f"{self.path}: is a file, not a Zarr store (a folder)")
         self._closed = False
         self._appenders: dict[str, _ChunkAppender] = {}
-        if "meta" in self._root and "episode_ends" in self._root["meta"]:
+        self._root: Any = None
+        if mode == "a" and ZarrDataset.detect(self.path):
+            self._root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
             self._resume()
         else:
             self._start()
 
     def _start(self) -> None:
-        self._root.attrs.update({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "layout": _LAYOUT_DOC})
-        data = self._root.require_group("data")
-        for key, (dtype, trailing) in LOW_DIM_SPECS.items():
-            _create(data, key, trailing, dtype, self._lowdim_chunk, self._lowdim_codec)
-        meta = self._root.require_group("meta")
-        for key, dtype in {"episode_ends": np.dtype(np.int64), **_META_SCALARS}.items():
-            _create(meta, key, (), dtype, 1024, self._lowdim_codec)
-        _create(meta, "episode_json", (), np.dtype(np.uint8), 1 << 20, self._lowdim_codec)
-        _create(meta, "episode_json_ends", (), np.dtype(np.int64), 1024, self._lowdim_codec)
+        """A new store, written from the metadata documents zarr makes for this layout."""
+        self._add(_base_template(self._lowdim_chunk, self._lowdim_blosc))
         self._num_steps, self._num_json_bytes, self._num_episodes = 0, 0, 0
         self._cameras: dict[str, tuple[int, ...]] | None = None
+
+    def _add(self, template: _Template) -> None:
+        """Write ``template``'s documents into the store and append to its (empty) arrays directly."""
+        for key, document in template.documents.items():
+            target = self.path / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_file_atomic(target, document)
+        for name, metadata in template.arrays.items():
+            direct = _DirectChunkWriter.for_metadata(metadata, self.path / name)
+            opener = functools.partial(self._open, name)
+            self._appenders[name] = _ChunkAppender(0, int(metadata.chunks[0]), direct, opener)
+
+    def _open(self, name: str) -> Any:
+        if self._root is None:
+            self._root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
+        return self._root[name]
 
     def _resume(self) -> None:
         """Open an existing store: cut anything written after the last complete episode."""
@@ -280,9 +397,10 @@ class ZarrEpisodeWriter(EpisodeWriter):
 
     def _appender(self, group_name: str, key: str) -> _ChunkAppender:
         name = f"{group_name}/{key}"
-        if name not in self._appenders:  # opening a group or array reads its metadata: do it once
-            array = self._root[name].with_config({"write_empty_chunks": True})  # a runtime setting, not stored
-            self._appenders[name] = _ChunkAppender(array, int(array.shape[0]))
+        if name not in self._appenders:  # an array of a resumed store: open it once
+            array = self._open(name)
+            direct = _DirectChunkWriter.for_array(array)
+            self._appenders[name] = _ChunkAppender(int(array.shape[0]), int(array.chunks[0]), direct, lambda: array)
         return self._appenders[name]
 
     def _append_meta(self, episode: Episode) -> None:
@@ -303,10 +421,8 @@ class ZarrEpisodeWriter(EpisodeWriter):
     def _check_cameras(self, images: Mapping[str, np.ndarray], where: str) -> None:
         cameras = {camera: tuple(int(d) for d in frames.shape[1:]) for camera, frames in images.items()}
         if self._cameras is None:
-            for camera, trailing in cameras.items():
-                _create(self._root["data"], IMAGE_PREFIX + camera, trailing, np.dtype(np.uint8), self._image_chunk,
-                        self._image_codec)  # fmt: skip
-            self._root.attrs.update({"cameras": sorted(cameras)})
+            layout = tuple(sorted(cameras.items()))
+            self._add(_camera_template(layout, self._image_chunk, self._image_blosc))
             self._cameras = cameras
         elif cameras != self._cameras:
             raise DatasetError(f"{where}: cameras/frame shapes {cameras} differ from the store's {self._cameras}")
