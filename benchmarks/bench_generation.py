@@ -41,7 +41,9 @@ def main() -> None:
             by_format = {name: sum(s["write_seconds_by_format"].get(name, 0.0) for s in shards) for name in FORMATS}
             shares = ", ".join(f"{name} {seconds / worker_seconds:.1%} {seconds / args.episodes * 1e3:.1f} ms"
                                for name, seconds in by_format.items())  # fmt: skip
-            print(f"{workers} worker(s): {args.episodes / seconds:.2f} episodes/s ({seconds:.1f} s wall); "
+            busy = worker_seconds / (workers * seconds)  # the rest: start-up, imbalance, the parent's own work
+            print(f"{workers} worker(s): {args.episodes / seconds:.2f} episodes/s ({seconds:.1f} s wall, "
+                  f"workers busy {busy:.0%} of it); "
                   f"opening + encoding + writing + checksumming = {write_seconds / worker_seconds:.1%} of worker time, "
                   f"{write_seconds / args.episodes * 1e3:.1f} ms per episode ({shares} per episode)")  # fmt: skip
         print(f"speed-up 1 -> 2 workers: {times[1] / times[2]:.2f}x")
