@@ -7,9 +7,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from torch.utils.data import DataLoader
-
-from sim2real.datasets.torch_dataset import ChunkedEpisodeDataset
+from sim2real.datasets.torch_dataset import BatchLoader, ChunkedEpisodeDataset
 from sim2real.datasets.training_cache import load_training_data
 
 
@@ -24,8 +22,8 @@ def main() -> None:
     data = load_training_data(args.path)
     print(f"cache ready in {time.perf_counter() - start:.1f} s: {data.num_episodes} episodes, {len(data.action)} steps")
     dataset = ChunkedEpisodeDataset(data, range(data.num_episodes), history=2, chunk=4)
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        persistent_workers=args.workers > 0, drop_last=True)  # fmt: skip
+    loader = BatchLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+                         persistent_workers=args.workers > 0, drop_last=True)  # fmt: skip
     seen, batches = 0, 0
     iterator = iter(loader)
     next(iterator)  # start-up

@@ -266,7 +266,7 @@ def test_zarr_overwrite_mode_replaces_the_store_and_a_file_path_is_refused(tmp_p
     assert len(reopened) == 2
     assert reopened.data["img_front"].shape[0] == reopened.episode_ends[-1]  # no rows left from the first store
     (tmp_path / "notes.txt").write_text("not a store")
-    with pytest.raises(DatasetError, match="notes.txt: is a file"):
+    with pytest.raises(DatasetError, match=r"notes\.txt: is a file"):
         ZarrEpisodeWriter(tmp_path / "notes.txt", mode="a")
 
 

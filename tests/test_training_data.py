@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from torch.utils.data import DataLoader
 
 from sim2real.datasets import DatasetError, open_dataset
-from sim2real.datasets.torch_dataset import ChunkedEpisodeDataset, split_episodes
+from sim2real.datasets.torch_dataset import BatchLoader, ChunkedEpisodeDataset, split_episodes
 from sim2real.datasets.training_cache import load_training_data
 from sim2real.generation import GenerationConfig, generate
 
@@ -59,6 +60,28 @@ def test_samples_pad_history_and_chunks_explicitly(dataset: Path) -> None:
     assert np.array_equal(middle["state"].numpy(), data.state[start + 1 : start + 4])
     batch = next(iter(DataLoader(samples, batch_size=4)))
     assert batch["images"]["wrist"].shape == (4, 3, 128, 128, 3) and len(batch["instruction"]) == 4
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    return a == b
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batch_loader_gives_default_collate_batches(dataset: Path, workers: int) -> None:
+    data = load_training_data(dataset / "zarr")
+    samples = ChunkedEpisodeDataset(data, [0, 1, 2], history=2, chunk=4)
+    ours = list(BatchLoader(samples, batch_size=5, num_workers=workers))
+    reference = list(DataLoader(samples, batch_size=5))
+    assert len(ours) == len(reference) == -(-len(samples) // 5)
+    assert all(_same(a, b) for a, b in zip(ours, reference, strict=True))  # tensors, even from workers
+    dropped = list(BatchLoader(samples, batch_size=5, shuffle=True, drop_last=True))
+    assert len(dropped) == len(samples) // 5
+    seen = np.concatenate([b["t"].numpy() + 1000 * b["episode"].numpy() for b in dropped])
+    assert len(set(seen.tolist())) == len(seen)  # a permutation: no sample twice
 
 
 def test_validation_split_is_disjoint_and_seeded() -> None:

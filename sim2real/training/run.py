@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
-from sim2real.datasets.torch_dataset import ChunkedEpisodeDataset, split_episodes
+from sim2real.datasets.torch_dataset import BatchLoader, ChunkedEpisodeDataset, split_episodes
 from sim2real.datasets.training_cache import load_training_data
 from sim2real.rollout import derived_seed
 
@@ -231,9 +231,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         start = int(load_training_state(checkpoints / "last", bare, optimizer, scheduler=scheduler, ema=ema)["step"])
     logs = _Logs(out, start) if rank == 0 else None
     sampler = StepBatchSampler(len(train_set), config.batch_size, config.seed, start, config.max_steps, rank, world)
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=config.loader_workers,
-                        persistent_workers=config.loader_workers > 0)  # fmt: skip
-    val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0)
+    loader = BatchLoader(train_set, batch_sampler=sampler, num_workers=config.loader_workers,
+                         persistent_workers=config.loader_workers > 0)  # fmt: skip
+    val_loader = BatchLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0)
     stats = {k: v for k, v in data.stats.items()}
     amp = config.mixed_precision and device.type == "cuda"
     bar = tqdm(
