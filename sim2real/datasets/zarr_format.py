@@ -30,7 +30,10 @@ Whole chunks of a local store are encoded with the array's own codecs (bytes + B
 its metadata) and written straight to their chunk files: the same bytes zarr would store, without
 the three thread hand-offs per chunk of zarr's asynchronous write path, which cost ~20x the
 LZ4 compression itself. Anything else (a partial chunk, other codecs, another store) goes
-through zarr.
+through zarr. A new store's ``zarr.json`` documents are the ones zarr itself makes for the
+layout, made once per process in memory and written as files (creating each array through
+zarr's asynchronous API cost several milliseconds), and the shapes are rewritten from the same
+metadata objects.
 ``meta/episode_ends`` is written last, so an interrupted write leaves the store readable up to
 the last flushed episode (and ``mode="a"`` resumes from there).
 """
