@@ -213,6 +213,40 @@ def test_gymnasium_env_rolls_out_any_policy() -> None:
         env.close()
 
 
+@pytest.mark.parametrize("task", ["pick_place", "stack"])
+def test_expert_retries_a_grasp_that_caught_nothing(backend, task: str) -> None:
+    scene = sample_scene(task, 5)
+    spec = make_task(task)
+    backend.reset(scene)
+    expert = make_expert(scene, np.random.default_rng(0))
+    phases = []
+    for _ in range(spec.max_steps):
+        action = expert.act(backend.privileged_state())
+        phases.append(expert.phase)
+        if expert.retries == 0 and expert.phase in ("grasp", "lift"):
+            action = np.r_[action[:6], 1.0].astype(np.float32)  # the first grasp never closes
+        backend.step(action)
+        if spec.success(backend.privileged_state(), scene):
+            break
+    assert expert.retries == 1
+    lift = phases.index("lift")
+    assert "approach" in phases[lift:]  # it went back to the approach after the empty lift
+    assert spec.success(backend.privileged_state(), scene)
+
+
+def test_expert_retries_at_most_max_retries_times(backend) -> None:
+    scene = sample_scene("pick_place", 5)
+    backend.reset(scene)
+    expert = make_expert(scene, np.random.default_rng(0))
+    for _ in range(make_task("pick_place").max_steps):
+        action = expert.act(backend.privileged_state())
+        if expert.phase in ("grasp", "lift"):
+            action = np.r_[action[:6], 1.0].astype(np.float32)  # no grasp ever closes
+        backend.step(action)
+    assert expert.retries == expert.max_retries == 2
+    assert not make_task("pick_place").success(backend.privileged_state(), scene)
+
+
 def test_dart_noise_perturbs_only_the_executed_position_and_the_expert_corrects_it(backend) -> None:
     scene = sample_scene("pick_place", 3)
     clean = make_expert(scene, np.random.default_rng(0))

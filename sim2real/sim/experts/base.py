@@ -32,7 +32,9 @@ class Waypoint:
 class Phase:
     """One phase: a waypoint function of state, a position tolerance (m) that ends it, and
     step bounds (``min_steps`` waits, e.g. for the gripper to close; ``max_steps`` gives up
-    waiting for the tolerance and moves on)."""
+    waiting for the tolerance and moves on). A phase with ``verify`` checks the state when it
+    ends and, when the check fails (a grasp that caught nothing), sends the expert back to the
+    phase ``retry_from``, at most ``Expert.max_retries`` times an episode."""
 
     name: str
     target: Callable[[PrivilegedState], Waypoint]
@@ -40,6 +42,8 @@ class Phase:
     min_steps: int = 0
     max_steps: int = 30
     max_position_step: float | None = None  # m per step; None = the expert's default
+    verify: Callable[[PrivilegedState], bool] | None = None  # checked when the phase ends
+    retry_from: str | None = None  # the phase to go back to when ``verify`` fails
 
 
 class Expert:
@@ -56,6 +60,7 @@ class Expert:
     max_position_step = 0.05
     max_rotation_step = 0.3
     position_gain = 1.0
+    max_retries = 2
 
     def __init__(self, scene: SceneSpec, rng: np.random.Generator, noise_scale: float = 0.0) -> None:
         self.scene = scene
@@ -67,6 +72,7 @@ class Expert:
         self.phases = self.plan(scene)
         self.phase_index = 0
         self.steps_in_phase = 0
+        self.retries = 0
 
     def plan(self, scene: SceneSpec) -> list[Phase]:
         raise NotImplementedError
@@ -89,13 +95,26 @@ class Expert:
             reached = error < phase.tolerance and self.steps_in_phase >= min_steps
             max_steps = int(phase.max_steps / LATENCY_GAIN[min(self.latency, len(LATENCY_GAIN) - 1)]) + min_steps
             if reached or self.steps_in_phase >= max_steps:
-                self.phase_index += 1
-                self.steps_in_phase = 0
+                self._next_phase(phase, state)
                 continue
             self.steps_in_phase += 1
             return self._action(state, waypoint, phase.max_position_step or self.max_position_step)
         last = self.phases[-1].target(state)
         return self._action(state, Waypoint(state.ee_pos, last.yaw, last.gripper), self.max_position_step)
+
+    def _next_phase(self, ended: Phase, state: PrivilegedState) -> None:
+        """Move on from ``ended``, or back to its ``retry_from`` phase when its check fails."""
+        self.steps_in_phase = 0
+        failed = ended.verify is not None and not ended.verify(state)
+        if failed and ended.retry_from is not None and self.retries < self.max_retries:
+            self.retries += 1
+            self.phase_index = [p.name for p in self.phases].index(ended.retry_from)
+            self.on_retry()
+        else:
+            self.phase_index += 1
+
+    def on_retry(self) -> None:
+        """Forget what the failed attempt fixed (e.g. a grasp yaw); called before a retry."""
 
     def perturb(self, action: np.ndarray) -> np.ndarray:
         """The action to execute for ``act``'s ``action`` (7,): its position part plus

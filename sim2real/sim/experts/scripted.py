@@ -11,6 +11,7 @@ from sim2real.sim.geometry import matrix_to_rpy
 from sim2real.sim.scene_spec import ObjectSpec, SceneSpec
 
 HOVER = 0.12  # m above the grasp point
+IN_HAND = 0.04  # m: a grasped object's centre stays this close to the TCP
 LIFT_Z = 0.20  # m, transport height of the TCP
 MIN_GRASP_Z = 0.024  # m: the finger pads reach 16.4 mm below the TCP; keep 5 mm off the table
 
@@ -21,7 +22,10 @@ def _grasp_z(obj: ObjectSpec, state: PrivilegedState) -> float:
 
 
 class _PickAndRelease(Expert):
-    """Approach, pre-grasp, descend, grasp, lift, transport, place, release, retreat."""
+    """Approach, pre-grasp, descend, grasp, lift, transport, place, release, retreat. After the
+    lift the object must be in the hand (its centre within ``IN_HAND`` of the TCP); if the grasp
+    caught nothing the expert opens and starts again from the approach, so demonstrations show
+    recoveries from missed grasps."""
 
     def pick_object(self, scene: SceneSpec) -> ObjectSpec:
         return scene.objects[0]
@@ -51,6 +55,9 @@ class _PickAndRelease(Expert):
             self._hold = np.array([*state.ee_pos[:2], state.ee_pos[2]])
             return Waypoint(self._hold, yaw(state), CLOSED)
 
+        def in_hand(state: PrivilegedState) -> bool:
+            return bool(np.linalg.norm(state.objects[obj.name].pos - state.ee_pos) < IN_HAND)
+
         self._hold: np.ndarray | None = None
         place = lambda s: self.place_point(scene, s)  # noqa: E731
         return [
@@ -60,7 +67,7 @@ class _PickAndRelease(Expert):
                   max_position_step=0.015),
             Phase("grasp", remember, tolerance=1.0, min_steps=4, max_steps=4),
             Phase("lift", lambda s: Waypoint(np.r_[hold_point(s)[:2], LIFT_Z], yaw(s), CLOSED), tolerance=0.02,
-                  max_steps=15),
+                  max_steps=15, verify=in_hand, retry_from="approach"),
             Phase("transport", lambda s: Waypoint(np.r_[place(s)[:2], LIFT_Z], yaw(s), CLOSED), tolerance=0.01,
                   max_steps=25),
             Phase("place", lambda s: Waypoint(place(s), yaw(s), CLOSED), tolerance=0.006, max_steps=15,
@@ -69,6 +76,9 @@ class _PickAndRelease(Expert):
             Phase("retreat", lambda s: Waypoint(np.r_[place(s)[:2], LIFT_Z], yaw(s), OPEN), tolerance=0.02,
                   max_steps=10),
         ]  # fmt: skip
+
+    def on_retry(self) -> None:
+        self._yaw, self._hold = None, None  # the object may have moved or turned
 
 
 @EXPERTS.register("pick_place")
