@@ -1,6 +1,7 @@
 """Expert success rate per task and MuJoCo backend speed (control steps/s with rendering,
 reset time incl. sampling the SceneSpec), printed as a table.
-Usage: python benchmarks/bench_backend.py [--scenes 200] [--preset default] [--split train]"""
+Usage: python benchmarks/bench_backend.py [--scenes 200] [--preset default] [--split train]
+       [--no-render] [--expert-noise 0.004]"""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from sim2real.sim.experts import make_expert
 from sim2real.sim.tasks import TASKS, make_task
 
 
-def run_task(task_name: str, scenes: int, render: bool, preset: str, split: str) -> dict[str, float]:
+def run_task(
+    task_name: str, scenes: int, render: bool, preset: str, split: str, expert_noise: float = 0.0
+) -> dict[str, float]:
     config = load_preset(preset)
     backend = make_backend("mujoco")
     task = make_task(task_name)
-    successes, steps, step_time, reset_times, lengths = 0, 0, 0.0, [], []
+    successes, steps, step_time, reset_times, lengths, retried = 0, 0, 0.0, [], [], 0
     for seed in range(scenes):
         start = time.perf_counter()
         scene = sample_scene(task_name, seed, config, split)
@@ -29,11 +32,11 @@ def run_task(task_name: str, scenes: int, render: bool, preset: str, split: str)
         if render:
             backend.images()
         reset_times.append(time.perf_counter() - start)
-        expert = make_expert(scene, np.random.default_rng(seed))
+        expert = make_expert(scene, np.random.default_rng(seed), noise_scale=expert_noise)
         length = task.max_steps
         for t in range(task.max_steps):
             start = time.perf_counter()
-            backend.step(expert.act(backend.privileged_state()))
+            backend.step(expert.perturb(expert.act(backend.privileged_state())))
             if render:
                 images = backend.images()
                 if noise.active:
@@ -46,6 +49,7 @@ def run_task(task_name: str, scenes: int, render: bool, preset: str, split: str)
                 length = t + 1
                 break
         lengths.append(length)
+        retried += expert.retries > 0
     backend.close()
     return {
         "success": successes / scenes,
@@ -53,6 +57,7 @@ def run_task(task_name: str, scenes: int, render: bool, preset: str, split: str)
         "reset_ms_median": 1000 * float(np.median(reset_times[1:] or reset_times)),
         "reset_ms_first": 1000 * reset_times[0],
         "mean_length": float(np.mean(lengths)),
+        "retried": retried / scenes,
     }
 
 
@@ -63,13 +68,14 @@ def main() -> None:
     parser.add_argument("--no-render", action="store_true")
     parser.add_argument("--preset", default="none", help="randomization preset")
     parser.add_argument("--split", default="train")
+    parser.add_argument("--expert-noise", type=float, default=0.0, help="DART noise (m) on the executed positions")
     args = parser.parse_args()
-    print(f"preset={args.preset} split={args.split} scenes={args.scenes}")
-    print(f"{'task':<12}{'success':>9}{'steps/s':>10}{'reset ms':>10}{'1st reset ms':>14}{'len':>7}")
+    print(f"preset={args.preset} split={args.split} scenes={args.scenes} expert_noise={args.expert_noise}")
+    print(f"{'task':<12}{'success':>9}{'steps/s':>10}{'reset ms':>10}{'1st reset ms':>14}{'len':>7}{'retried':>9}")
     for name in args.tasks:
-        r = run_task(name, args.scenes, not args.no_render, args.preset, args.split)
+        r = run_task(name, args.scenes, not args.no_render, args.preset, args.split, args.expert_noise)
         print(f"{name:<12}{r['success']:>9.1%}{r['steps_per_s']:>10.0f}{r['reset_ms_median']:>10.1f}"
-              f"{r['reset_ms_first']:>14.0f}{r['mean_length']:>7.1f}")  # fmt: skip
+              f"{r['reset_ms_first']:>14.0f}{r['mean_length']:>7.1f}{r['retried']:>9.1%}")  # fmt: skip
 
 
 if __name__ == "__main__":
