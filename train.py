@@ -21,12 +21,12 @@ from sim2real.policies.vla.config import VLAConfig
 class DataSchema:
     path: str = MISSING
     cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
-    history: int = 2
+    history: int = 1
     chunk: int = 4
     max_episodes: int | None = None
     val_fraction: float = 0.05
     workers: int = 2
-    batch_size: int = 32
+    batch_size: int = 64
 
 
 @dataclass

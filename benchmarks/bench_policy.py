@@ -1,6 +1,6 @@
 """VLA policy speed on this machine: training samples/s and closed-loop act() latency.
 
-Defaults are the CPU configuration: batch 32, cameras front + wrist at 128x128, history 2,
+Defaults are the CPU configuration: batch 64, cameras front + wrist at 128x128, history 1,
 chunk 4, small CNN, MiniLM language (falls back to the learned embedding when the MiniLM
 package is missing). Prints one table; writes nothing but a temporary checkpoint.
 
@@ -10,6 +10,7 @@ package is missing). Prints one table; writes nothing but a temporary checkpoint
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -37,13 +38,14 @@ STATS = {
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10, help="timed training steps (after 2 warm-up steps)")
     parser.add_argument("--acts", type=int, default=200, help="timed act() calls (after 10 warm-up calls)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--language", choices=("minilm", "learned"), default="minilm")
     parser.add_argument("--vision", choices=("small_cnn", "resnet18", "vit"), default="small_cnn")
+    parser.add_argument("--config", default="{}", help="VLAConfig overrides as JSON, e.g. {\"image_size\": 96}")
     parser.add_argument("--only", choices=("train", "act"), default=None, help="run one of the two parts")
     return parser.parse_args()
 
@@ -130,7 +132,7 @@ def main() -> None:
     args = parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    cfg = VLAConfig(language=language_choice(args.language), vision_encoder=args.vision)
+    cfg = VLAConfig(language=language_choice(args.language), vision_encoder=args.vision, **json.loads(args.config))
     tok = ActionTokenizer.from_stats(STATS, bins=cfg.bins)
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "

@@ -221,6 +221,19 @@ def test_random_shift_keeps_shape_and_dtype():
     assert torch.equal(out, same)
 
 
+def test_random_shift_is_a_replicate_padded_crop():
+    images = torch.randint(0, 256, (64, 2, 12, 10, 3), dtype=torch.uint8)
+    pad = 3
+    out = random_shift(images, pad, torch.Generator().manual_seed(1))
+    offsets = torch.randint(0, 2 * pad + 1, (64, 2), generator=torch.Generator().manual_seed(1)).tolist()
+    channels_first = images.permute(0, 1, 4, 2, 3).reshape(64, 6, 12, 10).float()
+    padded = torch.nn.functional.pad(channels_first, (pad, pad, pad, pad), mode="replicate")
+    for i, (dy, dx) in enumerate(offsets):
+        expected = padded[i, :, dy : dy + 12, dx : dx + 10].reshape(2, 3, 12, 10).permute(0, 2, 3, 1)
+        assert torch.equal(out[i], expected.to(torch.uint8)), (i, dy, dx)
+    assert len({tuple(o) for o in offsets}) > 20  # every shift direction, including none, is exercised
+
+
 def test_freeze_for_finetune_head_trains_only_the_head_and_last_layer():
     model = VLAModel(tiny_config())
     tok = ActionTokenizer([-0.05] * 6 + [0.0], [0.05] * 6 + [1.0])

@@ -399,6 +399,17 @@ def load_checkpoint(
     return Checkpoint(path=path, policy=meta["policy"], model=model, tokenizer=tokenizer, stats=stats, meta=meta)
 
 
+def _like_parameter(value: torch.Tensor, params: list[torch.Tensor], index: int) -> torch.Tensor:
+    """An optimiser state tensor in its parameter's memory layout (e.g. channels-last conv weights).
+
+    Safetensors stores contiguous tensors; fused optimisers walk state and parameter memory in
+    step, so a moment buffer must have the parameter's strides again.
+    """
+    if index < len(params) and value.shape == params[index].shape:
+        return torch.empty_like(params[index], dtype=value.dtype).copy_(value)
+    return value
+
+
 def load_training_state(
     path: str | Path,
     model: nn.Module,
@@ -438,11 +449,12 @@ def load_training_state(
             if isinstance(value, tuple) and isinstance(group.get(key), list):
                 group[key] = tuple(group[key])
         groups.append(group)
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # state_dict's index order
     per_param: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("state."):
             _, index, name = key.split(".", 2)
-            per_param.setdefault(int(index), {})[name] = value
+            per_param.setdefault(int(index), {})[name] = _like_parameter(value, params, int(index))
     for index, scalars in optim_json.get("scalars", {}).items():
         per_param.setdefault(int(index), {}).update(scalars)
     optimizer.load_state_dict({"state": per_param, "param_groups": groups})

@@ -219,6 +219,7 @@ def tiny_config(**overrides: object) -> VLAConfig:
     """A VLA config small enough for unit tests on a CPU (32x32 images, D=64, 2 layers, learned language)."""
     base: dict[str, object] = {
         "image_size": 32,
+        "history": 2,  # the multi-frame path (the CPU default uses one frame)
         "vision_width": 8,
         "tokens_per_frame": 4,
         "embed_dim": 64,

@@ -41,12 +41,12 @@ class TrainConfig:
     data_path: str
     output_dir: str = "runs/vla"
     cameras: tuple[str, ...] = ("front", "wrist")
-    history: int = 2
+    history: int = 1
     chunk: int = 4
     max_episodes: int | None = None
     val_fraction: float = 0.05
     loader_workers: int = 2
-    batch_size: int = 32
+    batch_size: int = 64
     model: dict[str, Any] = field(default_factory=dict)
     max_steps: int = 2000
     lr: float = 3e-4

@@ -15,13 +15,13 @@ class VLAConfig:
     """Every architectural choice of :class:`sim2real.policies.vla.model.VLAModel`.
 
     Shapes: ``To = history``, ``Ta = chunk``, ``S = tokens_per_frame``, ``D = embed_dim``.
-    The defaults are the CPU-first configuration (two 128x128 cameras, To=2, Ta=4).
+    The defaults are the CPU-first configuration (two 128x128 cameras, To=1, Ta=4; batch 64 in train.py).
     """
 
     # --- observation / action layout
     cameras: tuple[str, ...] = ("front", "wrist")
     image_size: int = 128
-    history: int = 2
+    history: int = 1
     chunk: int = 4
     action_dim: int = 7
     state_dim: int = 14
