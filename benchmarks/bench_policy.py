@@ -45,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--language", choices=("minilm", "learned"), default="minilm")
     parser.add_argument("--vision", choices=("small_cnn", "resnet18", "vit"), default="small_cnn")
-    parser.add_argument("--config", default="{}", help="VLAConfig overrides as JSON, e.g. {\"image_size\": 96}")
+    parser.add_argument("--config", default="{}", help='VLAConfig overrides as JSON, e.g. {"image_size": 96}')
     parser.add_argument("--only", choices=("train", "act"), default=None, help="run one of the two parts")
     return parser.parse_args()
 
