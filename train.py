@@ -15,54 +15,57 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sim2real.policies.vla.config import VLAConfig
+from sim2real.training.config import TrainConfig
+
+_D = TrainConfig  # the defaults (class attributes of the dataclass)
 
 
 @dataclass
 class DataSchema:
     path: str = MISSING
-    cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
-    history: int = 1
-    chunk: int = 4
-    max_episodes: int | None = None
-    val_fraction: float = 0.05
-    workers: int = 2
-    batch_size: int = 64
+    cameras: list[str] = field(default_factory=lambda: list(_D.cameras))
+    history: int = _D.history
+    chunk: int = _D.chunk
+    max_episodes: int | None = _D.max_episodes
+    val_fraction: float = _D.val_fraction
+    workers: int = _D.loader_workers
+    batch_size: int = _D.batch_size
 
 
 @dataclass
 class OptimSchema:
-    max_steps: int = 2000
-    lr: float = 3e-4
-    weight_decay: float = 0.05
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    augment_shift: int = 4
-    val_every: int = 250
-    val_batches: int = 20
-    checkpoint_every: int = 500
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: bool = True
+    max_steps: int = _D.max_steps
+    lr: float = _D.lr
+    weight_decay: float = _D.weight_decay
+    warmup_steps: int = _D.warmup_steps
+    grad_clip: float = _D.grad_clip
+    ema_decay: float = _D.ema_decay
+    augment_shift: int = _D.augment_shift
+    val_every: int = _D.val_every
+    val_batches: int = _D.val_batches
+    checkpoint_every: int = _D.checkpoint_every
+    log_every: int = _D.log_every
+    seed: int = _D.seed
+    device: str = _D.device
+    mixed_precision: bool = _D.mixed_precision
 
 
 @dataclass
 class FinetuneSchema:
-    init_from: str | None = None
-    mode: str = "head"
+    init_from: str | None = _D.finetune_from
+    mode: str = _D.finetune_mode
 
 
 @dataclass
 class TrainSchema:
     """The typed schema hydra checks every override against."""
 
-    output_dir: str = "runs/vla"
+    output_dir: str = _D.output_dir
     data: DataSchema = field(default_factory=DataSchema)
     model: VLAConfig = field(default_factory=VLAConfig)
     train: OptimSchema = field(default_factory=OptimSchema)
     finetune: FinetuneSchema = field(default_factory=FinetuneSchema)
-    progress: bool = True
+    progress: bool = _D.progress
 
 
 ConfigStore.instance().store(name="train_schema", node=TrainSchema)
@@ -70,7 +73,7 @@ ConfigStore.instance().store(name="train_schema", node=TrainSchema)
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from sim2real.training.run import TrainConfig, train
+    from sim2real.training.run import train
 
     raw = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(raw, dict)

@@ -127,3 +127,27 @@ def test_torchrun_ddp_with_two_gloo_processes(data: Path, tmp_path: Path) -> Non
     subprocess.run(command, cwd=root, check=True, timeout=300, capture_output=True)
     assert (out / "checkpoints" / "last" / "model.safetensors").is_file()
     assert len(_losses(out)) == 4
+
+
+def test_train_yaml_shows_the_training_defaults():
+    """configs/train.yaml spells out the defaults for readers; they must be TrainConfig's."""
+    from omegaconf import OmegaConf
+
+    from sim2real.policies.vla.config import VLAConfig
+
+    yaml = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "configs" / "train.yaml"))
+    defaults = TrainConfig(data_path="x")
+    renamed = {"workers": "loader_workers"}
+    for key, value in yaml["data"].items():
+        if key != "path":
+            expected = getattr(defaults, renamed.get(key, key))
+            assert value == (list(expected) if isinstance(expected, tuple) else expected), f"data.{key}"
+    for key, value in yaml["train"].items():
+        assert value == getattr(defaults, key), f"train.{key}"
+    assert yaml["finetune"] == {"init_from": defaults.finetune_from, "mode": defaults.finetune_mode}
+    assert yaml["output_dir"] == defaults.output_dir and yaml["progress"] == defaults.progress
+    model_defaults = VLAConfig()
+    for key, value in yaml["model"].items():
+        assert value == getattr(model_defaults, key), f"model.{key}"
+    assert (model_defaults.history, model_defaults.chunk) == (defaults.history, defaults.chunk)
+    assert list(model_defaults.cameras) == list(defaults.cameras)

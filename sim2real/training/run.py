@@ -15,7 +15,7 @@ import sys
 import time
 import types
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,45 +26,11 @@ from torch.utils.data import Sampler
 from sim2real.datasets.torch_dataset import BatchLoader, ChunkedEpisodeDataset, split_episodes
 from sim2real.datasets.training_cache import load_training_data
 from sim2real.rollout import derived_seed
+from sim2real.training.config import TrainConfig
 
 
 class TrainingError(RuntimeError):
     """A training run that cannot start or continue; the message says why and what is kept."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """``data``: dataset folder (zarr/, zarr store, RLDS version folder, hdf5/); ``model``:
-    :class:`VLAConfig` fields; ``finetune_from`` + ``finetune_mode`` (head | lora) initialise
-    from a checkpoint and freeze as the field does."""
-
-    data_path: str
-    output_dir: str = "runs/vla"
-    cameras: tuple[str, ...] = ("front", "wrist")
-    history: int = 1
-    chunk: int = 4
-    max_episodes: int | None = None
-    val_fraction: float = 0.05
-    loader_workers: int = 2
-    batch_size: int = 64
-    model: dict[str, Any] = field(default_factory=dict)
-    max_steps: int = 2000
-    lr: float = 3e-4
-    weight_decay: float = 0.05
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    augment_shift: int = 4
-    val_every: int = 250
-    val_batches: int = 20
-    checkpoint_every: int = 500
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: bool = True
-    finetune_from: str | None = None
-    finetune_mode: str = "head"
-    progress: bool = True
 
 
 class StepBatchSampler(Sampler[list[int]]):
