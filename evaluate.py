@@ -14,14 +14,16 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION as _SELECTION
+
 
 @dataclass
 class PolicySchema:
     name: str = "expert"
     checkpoint: str | None = None
-    temporal_ensemble: float | None = None
-    execute_steps: int = 1
-    decoding: str = "argmax"
+    temporal_ensemble: float | None = _SELECTION.temporal_ensemble
+    execute_steps: int = _SELECTION.execute_steps
+    decoding: str = _SELECTION.decoding
 
 
 @dataclass

@@ -109,3 +109,18 @@ def test_unmappable_replay_keys_are_named(real_replay_dir: Path, tmp_path: Path)
 
     with pytest.raises((DatasetError, KeyError), match=r"sim2real|observation|key"):
         load_replay_set(real_replay_dir / "bridge_debug" / "bridge_dataset" / "1.0.0", "sim2real", 2)
+
+
+def test_policy_yaml_shows_the_closed_loop_action_selection():
+    """configs/policy/vla.yaml spells out the evaluation defaults; they must be the code's."""
+    from dataclasses import asdict
+
+    from omegaconf import OmegaConf
+
+    from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION
+    from sim2real.evaluation.harness import EvaluationConfig
+
+    yaml = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "configs" / "policy" / "vla.yaml"))
+    selection = asdict(CLOSED_LOOP_SELECTION)
+    assert {k: yaml[k] for k in selection} == selection
+    assert {k: getattr(EvaluationConfig(), k) for k in selection} == selection

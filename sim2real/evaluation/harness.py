@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION as _SELECTION
 from sim2real.evaluation.closed_loop import EpisodeResult, evaluate_closed_loop
 from sim2real.evaluation.metrics import categorical_breakdown, factor_breakdown, ranking_agreement
 from sim2real.evaluation.report import closed_loop_entry, new_metrics, write_report, write_video
@@ -30,9 +31,9 @@ class EvaluationError(ValueError):
 class EvaluationConfig:
     policy: str = "expert"
     checkpoint: str | None = None
-    temporal_ensemble: float | None = 0.1  # vla: ACT temporal ensemble weight m; None: off
-    execute_steps: int = 1  # vla: chunk actions played open loop per prediction
-    decoding: str = "expectation"  # vla: expectation | argmax
+    temporal_ensemble: float | None = _SELECTION.temporal_ensemble  # vla: ACT temporal ensemble weight m; None: off
+    execute_steps: int = _SELECTION.execute_steps  # vla: chunk actions played open loop per prediction
+    decoding: str = _SELECTION.decoding  # vla: expectation | argmax
     variants: tuple[str, ...] = ("in_distribution",)
     tasks: tuple[str, ...] = ("pick_place", "push", "stack")
     episodes_per_variant: int = 20

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION as _SELECTION
 from sim2real.registry import Registry
 from sim2real.sim.control import ACTION_DIM
 
@@ -77,9 +78,9 @@ class VLARollout:
         self,
         checkpoint: str | None = None,
         num_threads: int | None = None,
-        temporal_ensemble: float | None = 0.1,
-        execute_steps: int = 1,
-        decoding: str = "expectation",
+        temporal_ensemble: float | None = _SELECTION.temporal_ensemble,
+        execute_steps: int = _SELECTION.execute_steps,
+        decoding: str = _SELECTION.decoding,
         **_: Any,
     ) -> None:
         if not checkpoint:
