@@ -28,7 +28,7 @@ class DataSchema:
     chunk: int = _D.chunk
     max_episodes: int | None = _D.max_episodes
     val_fraction: float = _D.val_fraction
-    workers: int = _D.loader_workers
+    workers: int | None = _D.loader_workers
     batch_size: int = _D.batch_size
 
 

@@ -151,3 +151,15 @@ def test_train_yaml_shows_the_training_defaults():
         assert value == getattr(model_defaults, key), f"model.{key}"
     assert (model_defaults.history, model_defaults.chunk) == (defaults.history, defaults.chunk)
     assert list(model_defaults.cameras) == list(defaults.cameras)
+
+
+def test_loader_workers_default_to_in_process_on_the_cpu():
+    import torch
+
+    from sim2real.training.run import loader_workers
+
+    assert loader_workers(None, torch.device("cpu")) == 0
+    assert loader_workers(3, torch.device("cpu")) == 3
+    assert 1 <= loader_workers(None, torch.device("cuda")) <= 8
+    with pytest.raises(TrainingError, match="data.workers=-1"):
+        loader_workers(-1, torch.device("cpu"))

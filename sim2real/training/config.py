@@ -23,7 +23,7 @@ class TrainConfig:
     chunk: int = 4
     max_episodes: int | None = None
     val_fraction: float = 0.05
-    loader_workers: int = 2
+    loader_workers: int | None = None  # None: 0 when training on the CPU, else min(8, CPUs // 2)
     batch_size: int = 64
     model: dict[str, Any] = field(default_factory=dict)
     max_steps: int = 2000

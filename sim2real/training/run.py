@@ -54,6 +54,18 @@ class StepBatchSampler(Sampler[list[int]]):
         return max(0, self.stop - self.start)
 
 
+def loader_workers(requested: int | None, device: torch.device) -> int:
+    """Loader processes: ``requested``, or by default none when training on the CPU (a batch is
+    one gather per camera, ~2 % of a step, and worker processes would take cores from torch's
+    threads: 0.233 s/step in-process vs 0.263 s with 2 workers on a 2-core machine), and
+    ``min(8, CPUs // 2)`` beside an accelerator."""
+    if requested is not None:
+        if requested < 0:
+            raise TrainingError(f"data.workers={requested}: expected >= 0, or null for the default")
+        return requested
+    return 0 if device.type == "cpu" else min(8, (os.cpu_count() or 2) // 2)
+
+
 def _device(name: str) -> torch.device:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if name == "auto":
@@ -197,8 +209,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         start = int(load_training_state(checkpoints / "last", bare, optimizer, scheduler=scheduler, ema=ema)["step"])
     logs = _Logs(out, start) if rank == 0 else None
     sampler = StepBatchSampler(len(train_set), config.batch_size, config.seed, start, config.max_steps, rank, world)
-    loader = BatchLoader(train_set, batch_sampler=sampler, num_workers=config.loader_workers,
-                         persistent_workers=config.loader_workers > 0)  # fmt: skip
+    workers = loader_workers(config.loader_workers, device)
+    loader = BatchLoader(train_set, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
     val_loader = BatchLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0)
     stats = {k: v for k, v in data.stats.items()}
     amp = config.mixed_precision and device.type == "cuda"
