@@ -161,5 +161,5 @@ def test_loader_workers_default_to_in_process_on_the_cpu():
     assert loader_workers(None, torch.device("cpu")) == 0
     assert loader_workers(3, torch.device("cpu")) == 3
     assert 1 <= loader_workers(None, torch.device("cuda")) <= 8
-    with pytest.raises(TrainingError, match="data.workers=-1"):
+    with pytest.raises(TrainingError, match=r"data\.workers=-1"):
         loader_workers(-1, torch.device("cpu"))
