@@ -69,6 +69,19 @@ def test_a_killed_run_resumes_on_the_same_loss_curve(data: Path, tmp_path: Path,
     assert _losses(killed) == _losses(straight)
 
 
+def test_resuming_with_other_settings_is_refused_before_any_work(data: Path, tmp_path: Path, monkeypatch) -> None:
+    run = tmp_path / "run"
+    train(_config(data, run, max_steps=4))
+    import sim2real.training.run as run_module
+
+    monkeypatch.setattr(run_module, "load_training_data", lambda *a, **k: pytest.fail("data loaded before the check"))
+    with pytest.raises(TrainingError, match=r"other settings \(batch_size 4 -> 2, lr 0.0003 -> 0.001\)"):
+        train(_config(data, run, max_steps=8, batch_size=2, lr=1e-3))
+    monkeypatch.undo()
+    summary = train(_config(data, run, max_steps=6, loader_workers=1))  # more steps, another loader: resumes
+    assert summary["steps"] == 6 and len(_losses(run)) == 6
+
+
 def test_a_nan_loss_stops_and_names_the_step_and_last_good_checkpoint(data: Path, tmp_path: Path, monkeypatch) -> None:
     import sim2real.policies.training as training
 

@@ -118,6 +118,30 @@ def _checkpoint_dir(config: TrainConfig) -> Path:
     return Path(config.output_dir) / "checkpoints"
 
 
+#: settings a resumed run may change; any other change starts a different run
+RESUMABLE_CHANGES = frozenset(
+    {"max_steps", "loader_workers", "val_every", "val_batches", "checkpoint_every", "log_every", "device", "progress"}
+)
+
+
+def _check_resume_settings(config: TrainConfig) -> None:
+    """Refuse, before any work, to resume a run that was started with other settings."""
+    previous_path = Path(config.output_dir) / "train_config.json"
+    if not (_checkpoint_dir(config) / "last").exists() or not previous_path.exists():
+        return
+    previous = json.loads(previous_path.read_text())
+    current = json.loads(json.dumps(asdict(config)))  # tuples as lists, as saved
+    changed = sorted(
+        k for k in set(previous) | set(current) if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k)
+    )
+    if changed:
+        detail = ", ".join(f"{k} {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
+        raise TrainingError(
+            f"{previous_path.parent} holds a run started with other settings ({detail}); "
+            "use another output_dir, or the same settings to resume it"
+        )
+
+
 def _link_last(checkpoints: Path, target: Path) -> None:
     link = checkpoints / "last"
     temp = checkpoints / ".last.tmp"
@@ -180,6 +204,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         train_step,
     )
 
+    _check_resume_settings(config)
     data = load_training_data(config.data_path, config.cameras)
     episodes = data.num_episodes if config.max_episodes is None else min(config.max_episodes, data.num_episodes)
     train_eps, val_eps = split_episodes(episodes, config.val_fraction, config.seed)
