@@ -176,3 +176,11 @@ def test_loader_workers_default_to_in_process_on_the_cpu():
     assert 1 <= loader_workers(None, torch.device("cuda")) <= 8
     with pytest.raises(TrainingError, match=r"data\.workers=-1"):
         loader_workers(-1, torch.device("cpu"))
+
+
+def test_a_negative_worker_count_is_refused_before_any_work(tmp_path: Path, monkeypatch) -> None:
+    import sim2real.training.run as run_module
+
+    monkeypatch.setattr(run_module, "load_training_data", lambda *a, **k: pytest.fail("data loaded before the check"))
+    with pytest.raises(TrainingError, match=r"data\.workers=-2"):
+        train(TrainConfig(data_path=str(tmp_path / "missing"), output_dir=str(tmp_path / "run"), loader_workers=-2))

@@ -60,10 +60,14 @@ def loader_workers(requested: int | None, device: torch.device) -> int:
     threads: 0.233 s/step in-process vs 0.263 s with 2 workers on a 2-core machine), and
     ``min(8, CPUs // 2)`` beside an accelerator."""
     if requested is not None:
-        if requested < 0:
-            raise TrainingError(f"data.workers={requested}: expected >= 0, or null for the default")
+        _check_loader_workers(requested)
         return requested
     return 0 if device.type == "cpu" else min(8, (os.cpu_count() or 2) // 2)
+
+
+def _check_loader_workers(requested: int | None) -> None:
+    if requested is not None and requested < 0:
+        raise TrainingError(f"data.workers={requested}: expected >= 0, or null for the default")
 
 
 def _device(name: str) -> torch.device:
@@ -204,6 +208,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         train_step,
     )
 
+    _check_loader_workers(config.loader_workers)
     _check_resume_settings(config)
     data = load_training_data(config.data_path, config.cameras)
     episodes = data.num_episodes if config.max_episodes is None else min(config.max_episodes, data.num_episodes)
