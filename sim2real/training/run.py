@@ -60,14 +60,10 @@ def loader_workers(requested: int | None, device: torch.device) -> int:
     threads: 0.233 s/step in-process vs 0.263 s with 2 workers on a 2-core machine), and
     ``min(8, CPUs // 2)`` beside an accelerator."""
     if requested is not None:
-        _check_loader_workers(requested)
+        if requested < 0:
+            raise TrainingError(f"data.workers={requested}: expected >= 0, or null for the default")
         return requested
     return 0 if device.type == "cpu" else min(8, (os.cpu_count() or 2) // 2)
-
-
-def _check_loader_workers(requested: int | None) -> None:
-    if requested is not None and requested < 0:
-        raise TrainingError(f"data.workers={requested}: expected >= 0, or null for the default")
 
 
 def _device(name: str) -> torch.device:
@@ -208,14 +204,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
         train_step,
     )
 
-    _check_loader_workers(config.loader_workers)
+    device = _device(config.device)
+    workers = loader_workers(config.loader_workers, device)
     _check_resume_settings(config)
     data = load_training_data(config.data_path, config.cameras)
     episodes = data.num_episodes if config.max_episodes is None else min(config.max_episodes, data.num_episodes)
     train_eps, val_eps = split_episodes(episodes, config.val_fraction, config.seed)
     train_set = ChunkedEpisodeDataset(data, train_eps, config.history, config.chunk)
     val_set = ChunkedEpisodeDataset(data, val_eps or train_eps[:1], config.history, config.chunk)
-    device = _device(config.device)
     rank, world = _distributed(device)
     torch.manual_seed(config.seed)
     model = _build_model(config, data.stats).to(device)
@@ -239,7 +235,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
         start = int(load_training_state(checkpoints / "last", bare, optimizer, scheduler=scheduler, ema=ema)["step"])
     logs = _Logs(out, start) if rank == 0 else None
     sampler = StepBatchSampler(len(train_set), config.batch_size, config.seed, start, config.max_steps, rank, world)
-    workers = loader_workers(config.loader_workers, device)
     loader = BatchLoader(train_set, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
     val_loader = BatchLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0)
     stats = {k: v for k, v in data.stats.items()}
