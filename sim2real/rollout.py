@@ -61,7 +61,7 @@ def record_expert_episode(
         language_instruction=scene.instruction,
     )
     extras: dict[str, int | float | str] = {f"clip_{k}": int(v) for k, v in sorted(env.backend.clip_counts.items())}
-    extras.update({"attempts": attempts, "expert_noise": float(expert_noise)})
+    extras.update({"attempts": attempts, "expert_noise": float(expert_noise), "expert_retries": expert.retries})
     metadata = EpisodeMetadata(
         episode_id=f"{scene.split}/{episode_index:07d}", episode_index=episode_index, seed=scene.seed,
         task=scene.task, backend=type(env.backend).__name__.removesuffix("Backend").lower(), robot=scene.robot.name,

@@ -20,6 +20,8 @@ def test_expert_succeeds_and_random_fails_on_the_same_scenes() -> None:
     assert [r.seed for r in expert] == [r.seed for r in random]
     assert sum(r.success for r in expert) >= 8
     assert sum(r.success for r in random) == 0
+    assert all(r.stage == "success" for r in expert if r.success)
+    assert {r.stage for r in random} <= {"none", "reached", "moved"}  # random never lifts an object
 
 
 def test_evaluation_is_reproducible() -> None:
@@ -43,6 +45,9 @@ def test_report_has_metrics_plots_and_videos(tmp_path: Path) -> None:
         assert (out / name).stat().st_size > 0
     assert list((out / "videos").glob("*.gif"))
     assert "objects" in (out / "report.md").read_text()
+    stages = metrics["closed_loop"]["in_distribution"]["pick_place"]["stages"]
+    assert sum(stages.values()) == 2 and set(stages) <= {"success", "none", "reached", "lifted", "over_bowl"}
+    assert "failures by furthest stage" in (out / "report.md").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -148,6 +148,15 @@ def test_write_report_produces_all_files(tmp_path: Path):
         assert needle in report, needle
 
 
+def test_closed_loop_entry_counts_episodes_by_furthest_stage(tmp_path: Path):
+    entry = closed_loop_entry([True, False, False, False], stages=["success", "reached", "reached", "none"])
+    assert entry["stages"] == {"success": 1, "reached": 2, "none": 1}
+    metrics = new_metrics("p", None, base_seed=1, episodes_per_variant=4)
+    metrics["closed_loop"]["in_distribution"] = {"pick_place": entry}
+    report = write_report(metrics, tmp_path)["report_md"].read_text()
+    assert "reached: 2, none: 1" in report
+
+
 def test_write_report_minimal(tmp_path: Path):
     metrics = new_metrics("p", None, base_seed=1, episodes_per_variant=4)
     metrics["closed_loop"]["in_distribution"] = {"pick_cube": closed_loop_entry([True, False, True, True])}
@@ -164,7 +173,8 @@ def test_validate_metrics_reports_every_problem():
 
     bad = new_metrics("p", None, base_seed=0, episodes_per_variant=1)
     del bad["seeds"]
-    bad["closed_loop"] = {"v": {"t": {"successes": 5, "trials": 3, "rate": 1.5, "ci95": [0.9, 0.1]}}}
+    bad["closed_loop"] = {"v": {"t": {"successes": 5, "trials": 3, "rate": 1.5, "ci95": [0.9, 0.1]},
+                                "u": {**closed_loop_entry([True, False]), "stages": {"success": 1}}}}
     bad["ranking"] = {"pearson": 2.0, "pearson_ci95": None, "mmrv": float("nan"), "mmrv_ci95": None}
     bad["factors"] = {"light": [{"successes": 1, "trials": 1, "rate": 1.0, "ci95": [0.2, 1.0]}]}
     problems = metrics_problems(bad)
@@ -175,6 +185,7 @@ def test_validate_metrics_reports_every_problem():
         "closed_loop.v.t.rate",
         "closed_loop.v.t.ci95",
         "closed_loop.v.t.safety_events",
+        "closed_loop.v.u.stages: counts sum to 1, trials is 2",
         "ranking.pearson",
         "ranking.mmrv",
         "factors.light[0]",

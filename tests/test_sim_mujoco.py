@@ -234,6 +234,42 @@ def test_expert_retries_a_grasp_that_caught_nothing(backend, task: str) -> None:
     assert spec.success(backend.privileged_state(), scene)
 
 
+@pytest.mark.parametrize("task", ["pick_place", "stack", "push"])
+def test_the_expert_passes_every_milestone_in_order(backend, task: str) -> None:
+    scene = sample_scene(task, 3)
+    spec = make_task(task)
+    backend.reset(scene)
+    initial = backend.privileged_state()
+    expert = make_expert(scene, np.random.default_rng(0))
+    first_step: dict[int, int] = {}
+    for step in range(spec.max_steps):
+        backend.step(expert.act(backend.privileged_state()))
+        state = backend.privileged_state()
+        first_step.setdefault(spec.milestones_reached(state, scene, initial), step)
+        if spec.success(state, scene):
+            break
+    assert spec.success(backend.privileged_state(), scene)
+    assert len(spec.milestones) == 3
+    reached = [first_step[k] for k in range(1, len(spec.milestones) + 1)]
+    assert reached == sorted(reached)  # reached before lifted before over the target
+
+
+def test_a_grasp_that_never_closes_stops_at_the_reached_milestone(backend) -> None:
+    scene = sample_scene("pick_place", 5)
+    spec = make_task("pick_place")
+    backend.reset(scene)
+    initial = backend.privileged_state()
+    expert = make_expert(scene, np.random.default_rng(0))
+    furthest = 0
+    for _ in range(spec.max_steps):
+        action = expert.act(backend.privileged_state())
+        if expert.phase in ("grasp", "lift"):
+            action = np.r_[action[:6], 1.0].astype(np.float32)  # the gripper never closes
+        backend.step(action)
+        furthest = max(furthest, spec.milestones_reached(backend.privileged_state(), scene, initial))
+    assert spec.milestones[furthest - 1] == "reached"
+
+
 def test_expert_retries_at_most_max_retries_times(backend) -> None:
     scene = sample_scene("pick_place", 5)
     backend.reset(scene)

@@ -21,6 +21,8 @@ from sim2real.randomizers.factors import scene_factors
 from sim2real.rollout import derived_seed
 
 VARIANT_ORDER = tuple(VARIANTS)
+#: the stage of an episode that reached none of its task's milestones
+NO_MILESTONE = "none"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,15 @@ class EpisodeResult:
     factors: dict[str, float | str]
     frames: list[np.ndarray] = field(default_factory=list)
     seconds: float = 0.0
+    stage: str = NO_MILESTONE  # "success", else the furthest of the task's milestones reached
+
+
+def episode_stage(success: bool, milestones: tuple[str, ...], reached: int) -> str:
+    """``success``, else the name of the furthest milestone reached (``reached`` of them), else
+    :data:`NO_MILESTONE`."""
+    if success:
+        return "success"
+    return milestones[reached - 1] if reached else NO_MILESTONE
 
 
 def scene_seed(base_seed: int, variant: str, task: str, episode: int) -> int:
@@ -78,16 +89,18 @@ def _run_job(job: EvalJob) -> list[EpisodeResult]:
             seed = scene_seed(job.seed, variant, task, episode)
             scene = sample_scene(task, seed, config, VARIANTS[variant])
             observation, info = env.reset(options={"scene": scene})
+            initial = backend.privileged_state()
             policy.reset(env)
             record = (variant, task, episode) in job.record_video
             frames = [observation["image"][job.cameras[0]]] if record else []
             safety: dict[str, int] = {}
-            success, length = False, 0
+            success, length, reached = False, 0, 0
             for length in range(1, env.max_steps + 1):  # noqa: B007
                 observation, _, terminated, truncated, info = env.step(policy.act(observation, scene.instruction))
                 if record:
                     frames.append(observation["image"][job.cameras[0]])
                 state = backend.privileged_state()
+                reached = max(reached, env.task.milestones_reached(state, scene, initial))
                 if state.robot_table_force > job.max_table_force:
                     safety["table_collision"] = 1
                     break
@@ -99,8 +112,9 @@ def _run_job(job: EvalJob) -> list[EpisodeResult]:
                     break
             for reason, count in backend.clip_counts.items():
                 safety[f"clip_{reason}"] = int(count)
+            stage = episode_stage(success, env.task.milestones, reached)
             results.append(EpisodeResult(variant, task, episode, seed, scene.instruction, success, length, safety,
-                                         scene_factors(scene), frames, time.perf_counter() - start))  # fmt: skip
+                                         scene_factors(scene), frames, time.perf_counter() - start, stage))  # fmt: skip
     finally:
         backend.close()
     return results

@@ -106,7 +106,7 @@ def _closed_loop_block(results: list[EpisodeResult]) -> dict[str, Any]:
                 for name, count in episode.safety.items():
                     safety[name] += count
             block[variant][task] = closed_loop_entry([e.success for e in episodes], [e.length for e in episodes],
-                                                     dict(safety))  # fmt: skip
+                                                     dict(safety), stages=[e.stage for e in episodes])  # fmt: skip
     return block
 
 
@@ -133,7 +133,8 @@ def _videos(results: list[EpisodeResult], out: Path, count: int) -> dict[str, Pa
     for r in picks:
         name = f"{'success' if r.success else 'failure'}_{r.variant}_{r.task}_{r.episode}"
         paths = write_video(r.frames, out / "videos" / f"{name}.gif", fps=10)
-        videos[f"{name} — {r.instruction}"] = paths[0]
+        stage = "" if r.success else f" (furthest stage: {r.stage})"
+        videos[f"{name} — {r.instruction}{stage}"] = paths[0]
     return videos
 
 

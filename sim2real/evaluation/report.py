@@ -14,7 +14,8 @@ success rates, percentile bootstrap for ranking metrics)::
           "<task>": {
             "successes": int, "trials": int, "rate": float, "ci95": [float, float],
             "mean_length": float | null,            # mean episode length, control steps
-            "safety_events": {"<name>": int}        # e.g. joint_limit_clips, workspace_clips
+            "safety_events": {"<name>": int},       # e.g. joint_limit_clips, workspace_clips
+            "stages": {"<stage>": int}              # optional: episodes by furthest stage reached
           }
         }
       },
@@ -57,6 +58,7 @@ import importlib.util
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,6 +136,7 @@ def closed_loop_entry(
     lengths: ArrayLike | None = None,
     safety_events: Mapping[str, int] | None = None,
     confidence: float = 0.95,
+    stages: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """One ``closed_loop[variant][task]`` entry from per-episode outcomes.
 
@@ -142,11 +145,15 @@ def closed_loop_entry(
         lengths: episode length per episode in control steps, shape (N,), or None.
         safety_events: total count per safety event name over the N episodes.
         confidence: coverage of the Wilson interval.
+        stages: per episode, ``success`` or the furthest task milestone it reached (``none``
+            for none), shape (N,); counted into ``stages`` when given.
     """
     entry = SuccessRate.from_outcomes(successes, confidence).to_dict()
     length_values = None if lengths is None else np.asarray(lengths, dtype=np.float64).reshape(-1)
     entry["mean_length"] = None if length_values is None or length_values.size == 0 else float(length_values.mean())
     entry["safety_events"] = {str(k): int(v) for k, v in (safety_events or {}).items()}
+    if stages is not None:
+        entry["stages"] = {str(k): int(v) for k, v in Counter(stages).items()}
     return entry
 
 
@@ -184,6 +191,16 @@ def _check_counts(entry: Mapping[str, Any], where: str, problems: list[str]) -> 
         problems.append(f"{where}.rate: expected a number in [0, 1], got {rate!r}")
     if "ci95" in entry:
         _check_interval(entry["ci95"], f"{where}.ci95", problems)
+
+
+def _check_stages(entry: Mapping[str, Any], where: str, problems: list[str]) -> None:
+    if "stages" not in entry:
+        return
+    stages = entry["stages"]
+    if not isinstance(stages, Mapping) or not all(_is_int(v) and v >= 0 for v in stages.values()):
+        problems.append(f"{where}.stages: expected an object of non-negative int counts")
+    elif _is_int(entry.get("trials")) and sum(stages.values()) != entry["trials"]:
+        problems.append(f"{where}.stages: counts sum to {sum(stages.values())}, trials is {entry['trials']}")
 
 
 def metrics_problems(metrics: Any) -> list[str]:
@@ -245,6 +262,7 @@ def metrics_problems(metrics: Any) -> list[str]:
                     events = entry.get("safety_events")
                     if not isinstance(events, Mapping) or not all(_is_int(v) for v in events.values()):
                         problems.append(f"{where}.safety_events: expected an object of int counts")
+                    _check_stages(entry, where, problems)
 
     factors = metrics.get("factors")
     if "factors" in metrics:
@@ -671,6 +689,8 @@ def _closed_loop_section(metrics: Mapping[str, Any]) -> list[str]:
         for task, entry in tasks.items():
             events = entry.get("safety_events") or {}
             event_text = ", ".join(f"{k}: {v}" for k, v in sorted(events.items()) if v) or "none"
+            failures = {k: v for k, v in (entry.get("stages") or {}).items() if k != "success"}
+            failure_text = ", ".join(f"{k}: {v}" for k, v in failures.items()) if "stages" in entry else "n/a"
             rows.append(
                 [
                     variant,
@@ -679,11 +699,16 @@ def _closed_loop_section(metrics: Mapping[str, Any]) -> list[str]:
                     _num(entry["rate"]),
                     _ci(entry["ci95"]),
                     _num(entry.get("mean_length"), 1),
+                    failure_text or "none",
                     event_text,
                 ]
             )
     lines += ["Per variant and task:", ""]
-    lines += _table(["variant", "task", "successes/trials", "rate", "95% CI", "mean length", "safety events"], rows)
+    header = ["variant", "task", "successes/trials", "rate", "95% CI", "mean length",
+              "failures by furthest stage", "safety events"]  # fmt: skip
+    lines += _table(header, rows)
+    lines += ["Failures by furthest stage: how far each failed episode got, e.g. `reached` = the TCP came to the "
+              "object but never lifted it (`none`: it never got there).", ""]  # fmt: skip
     return [*lines, "![Success per variant](success_per_variant.png)", ""]
 
 

@@ -1,10 +1,13 @@
-"""The task contract: objects by role, instruction templates, a success predicate."""
+"""The task contract: objects by role, instruction templates, a success predicate, and the
+milestones on the way to success (what an evaluation's failure breakdown counts)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
+
+import numpy as np
 
 from sim2real.registry import Registry
 from sim2real.sim.backend import PrivilegedState
@@ -47,7 +50,10 @@ class Task(ABC):
     Subclasses set ``name``, ``roles``, ``templates`` (instruction paraphrases with
     ``{role_key}`` fields; the last ``num_heldout_templates`` are reserved for the
     held-out ``instructions`` split) and ``max_steps`` (control steps), and define
-    :meth:`success` on privileged state.
+    :meth:`success` on privileged state. ``milestones`` names the stages on the way to
+    success, in order, and :meth:`milestones_reached` says how many of them a state shows; an
+    evaluation records the furthest one each episode reached, so its failures break down by
+    stage ("reached the object but never lifted it").
     """
 
     name: ClassVar[str]
@@ -55,6 +61,7 @@ class Task(ABC):
     templates: ClassVar[tuple[str, ...]]
     num_heldout_templates: ClassVar[int] = 3
     max_steps: ClassVar[int] = 100
+    milestones: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def train_templates(cls) -> tuple[str, ...]:
@@ -72,9 +79,42 @@ class Task(ABC):
     def success(self, state: PrivilegedState, scene: SceneSpec) -> bool:
         """Whether the task is achieved in ``state``."""
 
+    def milestones_reached(self, state: PrivilegedState, scene: SceneSpec, initial: PrivilegedState) -> int:
+        """How many of ``milestones`` (0..len) ``state`` has passed, ``initial`` being the
+        state at the episode's start."""
+        return 0
+
     @staticmethod
     def object_name(role: ObjectRole, color: str, shape: str) -> str:
         return f"{color}_{shape}"
+
+
+#: m: the TCP is "at" an object within this distance of the object's centre
+REACH_DISTANCE = 0.03
+#: m: an object is lifted this far above where it started
+LIFT_HEIGHT = 0.03
+#: m: a held object's centre stays this close to the TCP
+IN_HAND_DISTANCE = 0.045
+
+
+def pick_and_place_milestones(
+    state: PrivilegedState, initial: PrivilegedState, obj: str, target_xy: np.ndarray, target_radius: float
+) -> int:
+    """Milestones of a pick-and-place: 1 ``reached`` (TCP at the object), 2 ``lifted`` (the
+    object up by ``LIFT_HEIGHT`` and in the hand), 3 ``over_target`` (the object's centre within
+    ``target_radius`` m of ``target_xy`` (2,) in xy); a later one counts only with the earlier."""
+    pos = state.objects[obj].pos
+    if np.linalg.norm(state.ee_pos - pos) >= REACH_DISTANCE and not _held(state, initial, obj):
+        return 0
+    if not _held(state, initial, obj):
+        return 1
+    return 3 if np.hypot(*(pos[:2] - target_xy)) < target_radius else 2
+
+
+def _held(state: PrivilegedState, initial: PrivilegedState, obj: str) -> bool:
+    pos = state.objects[obj].pos
+    lifted = pos[2] - initial.objects[obj].pos[2] > LIFT_HEIGHT
+    return bool(lifted and np.linalg.norm(state.ee_pos - pos) < IN_HAND_DISTANCE)
 
 
 TASKS: Registry[type[Task]] = Registry("task")

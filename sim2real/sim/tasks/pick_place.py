@@ -7,7 +7,7 @@ import numpy as np
 from sim2real.sim import shapes
 from sim2real.sim.backend import PrivilegedState
 from sim2real.sim.scene_spec import SceneSpec
-from sim2real.sim.tasks.base import TASKS, ObjectRole, Task
+from sim2real.sim.tasks.base import TASKS, ObjectRole, Task, pick_and_place_milestones
 
 
 @TASKS.register("pick_place")
@@ -28,6 +28,7 @@ class PickPlace(Task):
 
     name = "pick_place"
     max_steps = 120
+    milestones = ("reached", "lifted", "over_bowl")
     roles = (
         ObjectRole("pick", "manipulated", ("cube", "cylinder", "block", "sphere"), ("red", "green", "yellow", "orange"),
                    ((0.40, 0.62), (-0.22, 0.22)), heldout_shapes=("hex_prism", "capsule", "ellipsoid")),
@@ -59,3 +60,7 @@ class PickPlace(Task):
         still = np.linalg.norm(obj.linvel) < 0.1
         released = state.gripper_opening > 0.5 * state.gripper_max_opening
         return bool(horizontal < inner and below_rim and still and released)
+
+    def milestones_reached(self, state: PrivilegedState, scene: SceneSpec, initial: PrivilegedState) -> int:
+        pick, bowl = scene.objects[0], scene.objects[1]
+        return pick_and_place_milestones(state, initial, pick.name, np.array(bowl.pos[:2]), bowl.size[0])

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim2real.sim import shapes
 from sim2real.sim.backend import PrivilegedState
 from sim2real.sim.scene_spec import SceneSpec
-from sim2real.sim.tasks.base import TASKS, ObjectRole, Task
+from sim2real.sim.tasks.base import REACH_DISTANCE, TASKS, ObjectRole, Task
 
 
 @TASKS.register("push")
@@ -25,6 +26,7 @@ class Push(Task):
 
     name = "push"
     max_steps = 100
+    milestones = ("reached", "moved", "halfway")
     roles = (
         ObjectRole("push", "manipulated", ("cylinder", "cube"), ("red", "orange", "green"),
                    ((0.42, 0.56), (-0.04, 0.04)), heldout_shapes=("hex_prism", "block"), mass=0.1),
@@ -53,3 +55,15 @@ class Push(Task):
         target = scene.objects[1] if scene.task_params.get("side") == "left" else scene.objects[2]
         obj = state.objects[pushed.name]
         return bool(np.hypot(obj.pos[0] - target.pos[0], obj.pos[1] - target.pos[1]) < target.size[0])
+
+    def milestones_reached(self, state: PrivilegedState, scene: SceneSpec, initial: PrivilegedState) -> int:
+        """1 ``reached``: the TCP within ``REACH_DISTANCE`` of the object's side; 2 ``moved``:
+        the object 2 cm from its start; 3 ``halfway``: it has covered half its distance to the
+        named target."""
+        pushed = scene.objects[0]
+        target = np.array((scene.objects[1] if scene.task_params.get("side") == "left" else scene.objects[2]).pos[:2])
+        start, now = initial.objects[pushed.name].pos[:2], state.objects[pushed.name].pos[:2]
+        if np.linalg.norm(now - start) < 0.02:
+            side = shapes.footprint_radius(pushed.shape, pushed.size)
+            return int(np.linalg.norm(state.ee_pos[:2] - now) < side + REACH_DISTANCE)
+        return 3 if np.linalg.norm(target - now) <= 0.5 * np.linalg.norm(target - start) else 2

@@ -7,7 +7,7 @@ import numpy as np
 from sim2real.sim import shapes
 from sim2real.sim.backend import PrivilegedState
 from sim2real.sim.scene_spec import SceneSpec
-from sim2real.sim.tasks.base import TASKS, ObjectRole, Task
+from sim2real.sim.tasks.base import TASKS, ObjectRole, Task, pick_and_place_milestones
 
 
 @TASKS.register("stack")
@@ -28,6 +28,7 @@ class Stack(Task):
 
     name = "stack"
     max_steps = 120
+    milestones = ("reached", "lifted", "over_base")
     roles = (
         ObjectRole("top", "manipulated", ("block", "cube"), ("green", "red", "orange"),
                    ((0.40, 0.62), (-0.22, 0.22)), heldout_shapes=("hex_prism", "cylinder")),
@@ -60,3 +61,8 @@ class Stack(Task):
         still = np.linalg.norm(top.linvel) < 0.1
         released = state.gripper_opening > 0.5 * state.gripper_max_opening
         return bool(resting and centred and still and released)
+
+    def milestones_reached(self, state: PrivilegedState, scene: SceneSpec, initial: PrivilegedState) -> int:
+        top, base = scene.objects[0], scene.objects[1]
+        radius = shapes.grasp_half_width(base.shape, base.size) + 0.01
+        return pick_and_place_milestones(state, initial, top.name, state.objects[base.name].pos[:2], radius)
