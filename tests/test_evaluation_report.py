@@ -149,12 +149,13 @@ def test_write_report_produces_all_files(tmp_path: Path):
 
 
 def test_closed_loop_entry_counts_episodes_by_furthest_stage(tmp_path: Path):
-    entry = closed_loop_entry([True, False, False, False], stages=["success", "reached", "reached", "none"])
-    assert entry["stages"] == {"success": 1, "reached": 2, "none": 1}
+    stages = ["success", "reached", "reached", "none"]
+    entry = closed_loop_entry([True, False, False, False], stages=stages, stage_order=["none", "reached", "lifted"])
+    assert list(entry["stages"].items()) == [("none", 1), ("reached", 2), ("lifted", 0), ("success", 1)]
     metrics = new_metrics("p", None, base_seed=1, episodes_per_variant=4)
     metrics["closed_loop"]["in_distribution"] = {"pick_place": entry}
     report = write_report(metrics, tmp_path)["report_md"].read_text()
-    assert "reached: 2, none: 1" in report
+    assert "none: 1, reached: 2, lifted: 0" in report
 
 
 def test_write_report_minimal(tmp_path: Path):
@@ -173,8 +174,12 @@ def test_validate_metrics_reports_every_problem():
 
     bad = new_metrics("p", None, base_seed=0, episodes_per_variant=1)
     del bad["seeds"]
-    bad["closed_loop"] = {"v": {"t": {"successes": 5, "trials": 3, "rate": 1.5, "ci95": [0.9, 0.1]},
-                                "u": {**closed_loop_entry([True, False]), "stages": {"success": 1}}}}
+    bad["closed_loop"] = {
+        "v": {
+            "t": {"successes": 5, "trials": 3, "rate": 1.5, "ci95": [0.9, 0.1]},
+            "u": {**closed_loop_entry([True, False]), "stages": {"success": 1}},
+        }
+    }
     bad["ranking"] = {"pearson": 2.0, "pearson_ci95": None, "mmrv": float("nan"), "mmrv_ci95": None}
     bad["factors"] = {"light": [{"successes": 1, "trials": 1, "rate": 1.0, "ci95": [0.2, 1.0]}]}
     problems = metrics_problems(bad)

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION as _SELECTION
-from sim2real.evaluation.closed_loop import EpisodeResult, evaluate_closed_loop
+from sim2real.evaluation.closed_loop import NO_MILESTONE, EpisodeResult, evaluate_closed_loop
 from sim2real.evaluation.metrics import categorical_breakdown, factor_breakdown, ranking_agreement
 from sim2real.evaluation.report import closed_loop_entry, new_metrics, write_report, write_video
 from sim2real.randomizers import VARIANTS
 from sim2real.randomizers.factors import CATEGORICAL
-from sim2real.sim.tasks import TASKS
+from sim2real.sim.tasks import TASKS, make_task
 
 
 class EvaluationError(ValueError):
@@ -105,8 +105,10 @@ def _closed_loop_block(results: list[EpisodeResult]) -> dict[str, Any]:
             for episode in episodes:
                 for name, count in episode.safety.items():
                     safety[name] += count
+            order = (NO_MILESTONE, *make_task(task).milestones, "success")
             block[variant][task] = closed_loop_entry([e.success for e in episodes], [e.length for e in episodes],
-                                                     dict(safety), stages=[e.stage for e in episodes])  # fmt: skip
+                                                     dict(safety), stages=[e.stage for e in episodes],
+                                                     stage_order=order)  # fmt: skip
     return block
 
 

@@ -137,6 +137,7 @@ def closed_loop_entry(
     safety_events: Mapping[str, int] | None = None,
     confidence: float = 0.95,
     stages: Sequence[str] | None = None,
+    stage_order: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One ``closed_loop[variant][task]`` entry from per-episode outcomes.
 
@@ -147,13 +148,17 @@ def closed_loop_entry(
         confidence: coverage of the Wilson interval.
         stages: per episode, ``success`` or the furthest task milestone it reached (``none``
             for none), shape (N,); counted into ``stages`` when given.
+        stage_order: stage names in the order to list them (with zero counts); stages not in
+            it follow in order of appearance.
     """
     entry = SuccessRate.from_outcomes(successes, confidence).to_dict()
     length_values = None if lengths is None else np.asarray(lengths, dtype=np.float64).reshape(-1)
     entry["mean_length"] = None if length_values is None or length_values.size == 0 else float(length_values.mean())
     entry["safety_events"] = {str(k): int(v) for k, v in (safety_events or {}).items()}
     if stages is not None:
-        entry["stages"] = {str(k): int(v) for k, v in Counter(stages).items()}
+        counts = Counter(stages)
+        names = list(dict.fromkeys([*stage_order, *counts]))
+        entry["stages"] = {str(name): int(counts[name]) for name in names}
     return entry
 
 
