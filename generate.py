@@ -31,6 +31,7 @@ class GenerateSchema:
     shard_range: list[int] | None = None
     max_attempts: int = 3
     expert_noise: float = 0.0
+    expert_noise_rate: float = 1.0
     cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
     image_size: int = 128
     control_hz: float = 10.0

@@ -2,7 +2,7 @@
 all three tasks, evaluate it closed loop on in-distribution scenes; print the times, the
 validation curve and the success rates.
 Usage: python benchmarks/bench_vla_closed_loop.py [--episodes-per-task 200] [--steps 12000]
-       [--preset light] [--expert-noise 0.0] [--eval-episodes 50] [--out runs/bench_vla]
+       [--preset light] [--expert-noise 0.0] [--expert-noise-rate 1.0] [--eval-episodes 50] [--out runs/bench_vla]
        [--train-override KEY=VALUE ...] [--eval-override KEY=VALUE ...]
 A rerun with the same --out reuses finished stages (the dataset, the last checkpoint)."""
 
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12000)
     parser.add_argument("--preset", default="light")
     parser.add_argument("--expert-noise", type=float, default=0.0, help="DART noise (m) for the demonstrations")
+    parser.add_argument("--expert-noise-rate", type=float, default=1.0, help="fraction of steps with DART noise")
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_vla")
     parser.add_argument("--train-override", action="append", default=[], help="hydra override for train.py")
@@ -43,6 +44,7 @@ def main() -> None:
     times["generate"] = run([python, "generate.py", "task=all", f"randomization={args.preset}",
                              f"num_episodes={3 * args.episodes_per_task}", "workers=2", "shard_size=50",
                              "formats=[zarr]", f"output_dir={data}", f"expert_noise={args.expert_noise}",
+                             f"expert_noise_rate={args.expert_noise_rate}",
                              "progress=false"])  # fmt: skip
     times["train"] = run([python, "train.py", f"data.path={data / 'zarr'}", f"output_dir={run_dir}",
                           f"train.max_steps={args.steps}", "train.val_every=500", "train.checkpoint_every=1000",

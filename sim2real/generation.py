@@ -57,6 +57,7 @@ class GenerationConfig:
     shard_range: tuple[int, int] | None = None
     max_attempts: int = 3
     expert_noise: float = 0.0
+    expert_noise_rate: float = 1.0
     cameras: tuple[str, ...] = ("front", "wrist")
     image_size: int = 128
     control_hz: float = 10.0
@@ -80,8 +81,8 @@ class GenerationConfig:
     def fingerprint(self) -> dict[str, Any]:
         """The options that determine the data: a resume must match them exactly."""
         keep = ("task", "split", "num_episodes", "seed", "formats", "shard_size", "backend", "max_attempts",
-                "expert_noise", "cameras", "image_size", "control_hz", "physics_hz", "randomization",
-                "codecs")  # fmt: skip
+                "expert_noise", "expert_noise_rate", "cameras", "image_size", "control_hz", "physics_hz",
+                "randomization", "codecs")  # fmt: skip
         data = asdict(self)
         return json.loads(json.dumps({k: data[k] for k in keep}))
 
@@ -134,6 +135,8 @@ def validate(config: GenerationConfig) -> RandomizationConfig:
             raise GenerationError(f"{key} must be >= 1, got {getattr(config, key)}")
     if config.expert_noise < 0:
         raise GenerationError(f"expert_noise must be >= 0, got {config.expert_noise}")
+    if not 0.0 <= config.expert_noise_rate <= 1.0:
+        raise GenerationError(f"expert_noise_rate is a probability per step in [0, 1], got {config.expert_noise_rate}")
     if config.shard_range is not None:
         first, stop = config.shard_range
         if not 0 <= first < stop <= config.num_shards:
@@ -299,7 +302,8 @@ def run_shard(job: ShardJob, progress: Any = None) -> dict[str, Any]:
             for attempt in range(config.max_attempts):
                 scene = sample_scene(task, derived_seed(config.seed, index, attempt), randomization, config.split)
                 result = record_expert_episode(envs[task], scene, derived_seed(config.seed, index, attempt, 1),
-                                               config.expert_noise, index, attempt + 1)  # fmt: skip
+                                               config.expert_noise, index, attempt + 1,
+                                               config.expert_noise_rate)  # fmt: skip
                 if result.success:
                     break
             assert result is not None
@@ -338,12 +342,17 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(temp, path)
 
 
+#: options added to the fingerprint after runs were written without them: a manifest without
+#: one was written with its value here
+_FINGERPRINT_ADDED = {"expert_noise_rate": 1.0}
+
+
 def _load_manifest(path: Path, config: GenerationConfig) -> dict[str, Any]:
     if not path.exists():
         return {"config": config.fingerprint(), "generator_version": sim2real.__version__, "shards": {}}
     manifest = json.loads(path.read_text())
-    if manifest.get("config") != config.fingerprint():
-        old, new = manifest.get("config", {}), config.fingerprint()
+    old, new = {**_FINGERPRINT_ADDED, **manifest.get("config", {})}, config.fingerprint()
+    if old != new:
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise GenerationError(
             f"{path}: this output directory holds a run with other options ({', '.join(changed)} differ); "

@@ -26,12 +26,19 @@ class RolloutResult:
 
 
 def record_expert_episode(
-    env: Sim2RealEnv, scene: SceneSpec, expert_seed: int, expert_noise: float, episode_index: int, attempts: int
+    env: Sim2RealEnv,
+    scene: SceneSpec,
+    expert_seed: int,
+    expert_noise: float,
+    episode_index: int,
+    attempts: int,
+    expert_noise_rate: float = 1.0,
 ) -> RolloutResult:
     """Run the scripted expert on ``scene`` and return the episode: T steps, each the
     observation before the action, the action, and the reward after it."""
     obs, _ = env.reset(options={"scene": scene})
-    expert = make_expert(scene, np.random.default_rng(np.random.SeedSequence([expert_seed])), expert_noise)
+    rng = np.random.default_rng(np.random.SeedSequence([expert_seed]))
+    expert = make_expert(scene, rng, expert_noise, expert_noise_rate)
     frames: dict[str, list[np.ndarray]] = {camera: [] for camera in env.cameras}
     states, actions, rewards = [], [], []
     success = False
@@ -61,7 +68,8 @@ def record_expert_episode(
         language_instruction=scene.instruction,
     )
     extras: dict[str, int | float | str] = {f"clip_{k}": int(v) for k, v in sorted(env.backend.clip_counts.items())}
-    extras.update({"attempts": attempts, "expert_noise": float(expert_noise), "expert_retries": expert.retries})
+    extras.update({"attempts": attempts, "expert_noise": float(expert_noise),
+                   "expert_noise_rate": float(expert_noise_rate), "expert_retries": expert.retries})  # fmt: skip
     metadata = EpisodeMetadata(
         episode_id=f"{scene.split}/{episode_index:07d}", episode_index=episode_index, seed=scene.seed,
         task=scene.task, backend=type(env.backend).__name__.removesuffix("Backend").lower(), robot=scene.robot.name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,6 +104,18 @@ def test_resume_with_other_options_is_refused(one_worker: Path) -> None:
     config = _config(one_worker.parent, "one", seed=8)
     with pytest.raises(GenerationError, match="seed differ"):
         generate(config)
+    with pytest.raises(GenerationError, match="expert_noise_rate differ"):
+        generate(_config(one_worker.parent, "one", expert_noise=0.03, expert_noise_rate=0.2))
+
+
+def test_a_manifest_from_before_expert_noise_rate_resumes(one_worker: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(one_worker, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["config"]["expert_noise_rate"]  # written before the option existed: every step had noise
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    generate(_config(tmp_path, "old"))  # nothing left to do, and no refusal
+    assert _hashes(old) == _hashes(one_worker)
 
 
 @pytest.mark.parametrize(
@@ -112,6 +125,7 @@ def test_resume_with_other_options_is_refused(one_worker: Path) -> None:
         ({"formats": ("zarr", "parquet")}, "known"),
         ({"split": "night"}, "known splits"),
         ({"num_episodes": 0}, "num_episodes must be >= 1"),
+        ({"expert_noise_rate": 1.5}, r"expert_noise_rate is a probability per step in \[0, 1\], got 1.5"),
         ({"backend": "bullet"}, "known backends"),
         ({"backend": "isaac"}, "pip install"),
         ({"shard_range": (3, 9)}, "shard_range"),

@@ -306,3 +306,14 @@ def test_dart_noise_perturbs_only_the_executed_position_and_the_expert_corrects_
             break
         backend.step(noisy.perturb(noisy.act(backend.privileged_state())))
     assert make_task("pick_place").success(backend.privileged_state(), scene)
+
+
+def test_dart_noise_on_a_fraction_of_the_steps(backend) -> None:
+    scene = sample_scene("pick_place", 3)
+    noisy = make_expert(scene, np.random.default_rng(0), noise_scale=0.03, noise_rate=0.2)
+    backend.reset(scene)
+    label = noisy.act(backend.privileged_state())
+    perturbed = [not np.array_equal(noisy.perturb(label), label) for _ in range(2000)]
+    assert 0.17 < np.mean(perturbed) < 0.23
+    with pytest.raises(ValueError, match="noise_rate is a probability per step"):
+        make_expert(scene, np.random.default_rng(0), noise_scale=0.03, noise_rate=2.0)
