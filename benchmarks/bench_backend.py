@@ -1,7 +1,7 @@
 """Expert success rate per task and MuJoCo backend speed (control steps/s with rendering,
 reset time incl. sampling the SceneSpec), printed as a table.
 Usage: python benchmarks/bench_backend.py [--scenes 200] [--preset default] [--split train]
-       [--no-render] [--expert-noise 0.004]"""
+       [--no-render] [--expert-noise 0.03 --expert-noise-rate 0.2]"""
 
 from __future__ import annotations
 
@@ -18,7 +18,13 @@ from sim2real.sim.tasks import TASKS, make_task
 
 
 def run_task(
-    task_name: str, scenes: int, render: bool, preset: str, split: str, expert_noise: float = 0.0
+    task_name: str,
+    scenes: int,
+    render: bool,
+    preset: str,
+    split: str,
+    expert_noise: float = 0.0,
+    expert_noise_rate: float = 1.0,
 ) -> dict[str, float]:
     config = load_preset(preset)
     backend = make_backend("mujoco")
@@ -32,7 +38,7 @@ def run_task(
         if render:
             backend.images()
         reset_times.append(time.perf_counter() - start)
-        expert = make_expert(scene, np.random.default_rng(seed), noise_scale=expert_noise)
+        expert = make_expert(scene, np.random.default_rng(seed), expert_noise, expert_noise_rate)
         length = task.max_steps
         for t in range(task.max_steps):
             start = time.perf_counter()
@@ -69,11 +75,14 @@ def main() -> None:
     parser.add_argument("--preset", default="none", help="randomization preset")
     parser.add_argument("--split", default="train")
     parser.add_argument("--expert-noise", type=float, default=0.0, help="DART noise (m) on the executed positions")
+    parser.add_argument("--expert-noise-rate", type=float, default=1.0, help="fraction of steps with DART noise")
     args = parser.parse_args()
-    print(f"preset={args.preset} split={args.split} scenes={args.scenes} expert_noise={args.expert_noise}")
+    print(f"preset={args.preset} split={args.split} scenes={args.scenes} expert_noise={args.expert_noise} "
+          f"expert_noise_rate={args.expert_noise_rate}")  # fmt: skip
     print(f"{'task':<12}{'success':>9}{'steps/s':>10}{'reset ms':>10}{'1st reset ms':>14}{'len':>7}{'retried':>9}")
     for name in args.tasks:
-        r = run_task(name, args.scenes, not args.no_render, args.preset, args.split, args.expert_noise)
+        r = run_task(name, args.scenes, not args.no_render, args.preset, args.split, args.expert_noise,
+                     args.expert_noise_rate)  # fmt: skip
         print(f"{name:<12}{r['success']:>9.1%}{r['steps_per_s']:>10.0f}{r['reset_ms_median']:>10.1f}"
               f"{r['reset_ms_first']:>14.0f}{r['mean_length']:>7.1f}{r['retried']:>9.1%}")  # fmt: skip
 
