@@ -1,7 +1,8 @@
 """``sim2real pipeline``: the whole loop on the embedded MuJoCo backend, small enough for a
-laptop CPU — generate a dataset of every task, train the VLA on it, evaluate it closed loop
-(in-distribution and held-out textures, with the expert and random reference rows) and on
-the real-robot replay set when ``../shared/real_replay`` is present; print where the report is."""
+laptop CPU — generate a dataset of every task (with DART kicks, so that the policy sees
+recoveries), train the VLA on it, evaluate it closed loop (in-distribution and held-out
+textures, with the expert and random reference rows) and on the real-robot replay set when
+``../shared/real_replay`` is present; print where the report is."""
 
 from __future__ import annotations
 
@@ -29,13 +30,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1500, help="training steps")
     parser.add_argument("--eval-episodes", type=int, default=5, help="per task and variant")
     parser.add_argument("--preset", default="light")
+    parser.add_argument("--expert-noise", type=float, default=0.03, help="DART kicks (m) in the demonstrations")
+    parser.add_argument("--expert-noise-rate", type=float, default=0.2, help="fraction of steps with a kick")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     data, run, report = args.out / "data", args.out / "train", args.out / "eval"
     times = {
         "generate": _run("generate", ["generate.py", "task=all", f"randomization={args.preset}",
                                       f"num_episodes={args.episodes}", f"workers={args.workers}", "shard_size=15",
-                                      "formats=[zarr,rlds,hdf5]", f"output_dir={data}"]),
+                                      "formats=[zarr,rlds,hdf5]", f"output_dir={data}",
+                                      f"expert_noise={args.expert_noise}",
+                                      f"expert_noise_rate={args.expert_noise_rate}"]),
         "train": _run("train", ["train.py", f"data.path={data / 'zarr'}", f"output_dir={run}",
                                 f"train.max_steps={args.steps}", "train.val_every=250", "train.checkpoint_every=500"]),
     }  # fmt: skip
