@@ -28,6 +28,7 @@ class DataSchema:
     chunk: int = _D.chunk
     max_episodes: int | None = _D.max_episodes
     val_fraction: float = _D.val_fraction
+    successful_only: bool = _D.successful_only
     workers: int | None = _D.loader_workers
     batch_size: int = _D.batch_size
 
@@ -84,6 +85,7 @@ def main(cfg: DictConfig) -> None:
     config = TrainConfig(
         data_path=data["path"], output_dir=output_dir, cameras=tuple(data["cameras"]), history=data["history"],
         chunk=data["chunk"], max_episodes=data["max_episodes"], val_fraction=data["val_fraction"],
+        successful_only=data["successful_only"],
         loader_workers=data["workers"], batch_size=data["batch_size"],
         model={k: v for k, v in raw["model"].items() if k not in ("cameras", "history", "chunk")},
         finetune_from=raw["finetune"]["init_from"], finetune_mode=raw["finetune"]["mode"], progress=raw["progress"],

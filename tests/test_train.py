@@ -82,6 +82,33 @@ def test_resuming_with_other_settings_is_refused_before_any_work(data: Path, tmp
     assert summary["steps"] == 6 and len(_losses(run)) == 6
 
 
+def test_a_run_saved_before_successful_only_existed_resumes(data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(_config(data, run, max_steps=4))
+    saved = json.loads((run / "train_config.json").read_text())
+    del saved["successful_only"]  # a run from before the setting: every episode was used
+    (run / "train_config.json").write_text(json.dumps(saved))
+    assert train(_config(data, run, max_steps=6))["steps"] == 6
+    with pytest.raises(TrainingError, match="successful_only False -> True"):
+        train(_config(data, run, max_steps=8, successful_only=True))
+
+
+def test_successful_only_drops_the_unsuccessful_episodes() -> None:
+    from types import SimpleNamespace
+
+    from sim2real.training.run import _select_episodes
+
+    data = SimpleNamespace(num_episodes=10, success=np.array([True, False] * 5))
+    config = TrainConfig(data_path="d", val_fraction=0.2, seed=3)
+    every_train, every_val = _select_episodes(config, data)
+    assert sorted(every_train + every_val) == list(range(10))
+    kept_train, kept_val = _select_episodes(replace(config, successful_only=True), data)
+    assert kept_train == [e for e in every_train if e % 2 == 0] and kept_val == [e for e in every_val if e % 2 == 0]
+    failed = SimpleNamespace(num_episodes=4, success=np.zeros(4, bool))
+    with pytest.raises(TrainingError, match=r"data\.successful_only: no training episode of d is marked successful"):
+        _select_episodes(replace(config, successful_only=True), failed)
+
+
 def test_a_nan_loss_stops_and_names_the_step_and_last_good_checkpoint(data: Path, tmp_path: Path, monkeypatch) -> None:
     import sim2real.policies.training as training
 

@@ -23,6 +23,7 @@ class TrainConfig:
     chunk: int = 4
     max_episodes: int | None = None
     val_fraction: float = 0.05
+    successful_only: bool = False  # train and validate on the episodes marked successful only
     loader_workers: int | None = None  # None: 0 when training on the CPU, else min(8, CPUs // 2)
     batch_size: int = 64
     model: dict[str, Any] = field(default_factory=dict)

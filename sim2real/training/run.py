@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Sampler
 
 from sim2real.datasets.torch_dataset import BatchLoader, ChunkedEpisodeDataset, split_episodes
-from sim2real.datasets.training_cache import load_training_data
+from sim2real.datasets.training_cache import TrainingData, load_training_data
 from sim2real.rollout import derived_seed
 from sim2real.training.config import TrainConfig
 
@@ -122,6 +122,8 @@ def _checkpoint_dir(config: TrainConfig) -> Path:
 RESUMABLE_CHANGES = frozenset(
     {"max_steps", "loader_workers", "val_every", "val_batches", "checkpoint_every", "log_every", "device", "progress"}
 )
+#: settings added after runs were saved without them: a saved run without one used this value
+ADDED_SETTINGS = {"successful_only": False}
 
 
 def _check_resume_settings(config: TrainConfig) -> None:
@@ -129,7 +131,7 @@ def _check_resume_settings(config: TrainConfig) -> None:
     previous_path = Path(config.output_dir) / "train_config.json"
     if not (_checkpoint_dir(config) / "last").exists() or not previous_path.exists():
         return
-    previous = json.loads(previous_path.read_text())
+    previous = {**ADDED_SETTINGS, **json.loads(previous_path.read_text())}
     current = json.loads(json.dumps(asdict(config)))  # tuples as lists, as saved
     changed = sorted(
         k for k in set(previous) | set(current) if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k)
@@ -140,6 +142,22 @@ def _check_resume_settings(config: TrainConfig) -> None:
             f"{previous_path.parent} holds a run started with other settings ({detail}); "
             "use another output_dir, or the same settings to resume it"
         )
+
+
+def _select_episodes(config: TrainConfig, data: TrainingData) -> tuple[list[int], list[int]]:
+    """Training and validation episode indices: the first ``max_episodes``, split by
+    ``val_fraction``, without the unsuccessful ones when ``successful_only``."""
+    count = data.num_episodes if config.max_episodes is None else min(config.max_episodes, data.num_episodes)
+    train_eps, val_eps = split_episodes(count, config.val_fraction, config.seed)
+    if not config.successful_only:
+        return train_eps, val_eps
+    successful = set(np.flatnonzero(data.success[:count]).tolist())
+    train_eps, val_eps = [e for e in train_eps if e in successful], [e for e in val_eps if e in successful]
+    if not train_eps:
+        raise TrainingError(f"data.successful_only: no training episode of {config.data_path} is marked "
+                            f"successful ({len(successful)} of its first {count} episodes are); set "
+                            "data.successful_only=false or generate more")  # fmt: skip
+    return train_eps, val_eps
 
 
 def _link_last(checkpoints: Path, target: Path) -> None:
@@ -208,8 +226,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     workers = loader_workers(config.loader_workers, device)
     _check_resume_settings(config)
     data = load_training_data(config.data_path, config.cameras)
-    episodes = data.num_episodes if config.max_episodes is None else min(config.max_episodes, data.num_episodes)
-    train_eps, val_eps = split_episodes(episodes, config.val_fraction, config.seed)
+    train_eps, val_eps = _select_episodes(config, data)
     train_set = ChunkedEpisodeDataset(data, train_eps, config.history, config.chunk)
     val_set = ChunkedEpisodeDataset(data, val_eps or train_eps[:1], config.history, config.chunk)
     rank, world = _distributed(device)
