@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from sim2real.sim.experts import TRAINING_DART
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,8 +34,8 @@ def main() -> None:
     parser.add_argument("--episodes-per-task", type=int, default=200)
     parser.add_argument("--steps", type=int, default=12000)
     parser.add_argument("--preset", default="light")
-    parser.add_argument("--expert-noise", type=float, default=0.03, help="DART noise (m) for the demonstrations")
-    parser.add_argument("--expert-noise-rate", type=float, default=0.2, help="fraction of steps with DART noise")
+    parser.add_argument("--expert-noise", type=float, default=TRAINING_DART.scale, help="DART kick std (m)")
+    parser.add_argument("--expert-noise-rate", type=float, default=TRAINING_DART.rate, help="fraction kicked")
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_vla")
     parser.add_argument("--train-override", action="append", default=[], help="hydra override for train.py")

@@ -342,16 +342,12 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(temp, path)
 
 
-#: options added to the fingerprint after runs were written without them: a manifest without
-#: one was written with its value here
-_FINGERPRINT_ADDED = {"expert_noise_rate": 1.0}
-
-
 def _load_manifest(path: Path, config: GenerationConfig) -> dict[str, Any]:
     if not path.exists():
         return {"config": config.fingerprint(), "generator_version": sim2real.__version__, "shards": {}}
     manifest = json.loads(path.read_text())
-    old, new = {**_FINGERPRINT_ADDED, **manifest.get("config", {})}, config.fingerprint()
+    # an option added since the manifest was written counts at its default, which keeps what came before
+    old, new = {**GenerationConfig().fingerprint(), **manifest.get("config", {})}, config.fingerprint()
     if old != new:
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise GenerationError(

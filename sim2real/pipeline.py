@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from sim2real.sim.experts import TRAINING_DART
+
 ROOT = Path(__file__).resolve().parents[1]
 BRIDGE = ROOT.parent / "shared" / "real_replay" / "bridge_debug" / "bridge_dataset" / "1.0.0"
 
@@ -30,8 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1500, help="training steps")
     parser.add_argument("--eval-episodes", type=int, default=5, help="per task and variant")
     parser.add_argument("--preset", default="light")
-    parser.add_argument("--expert-noise", type=float, default=0.03, help="DART kicks (m) in the demonstrations")
-    parser.add_argument("--expert-noise-rate", type=float, default=0.2, help="fraction of steps with a kick")
+    parser.add_argument("--expert-noise", type=float, default=TRAINING_DART.scale, help="DART kick std (m)")
+    parser.add_argument("--expert-noise-rate", type=float, default=TRAINING_DART.rate, help="fraction kicked")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     data, run, report = args.out / "data", args.out / "train", args.out / "eval"

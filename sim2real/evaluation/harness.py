@@ -20,7 +20,7 @@ from sim2real.evaluation.metrics import categorical_breakdown, factor_breakdown,
 from sim2real.evaluation.report import closed_loop_entry, new_metrics, write_report, write_video
 from sim2real.randomizers import VARIANTS
 from sim2real.randomizers.factors import CATEGORICAL
-from sim2real.sim.tasks import TASKS, make_task
+from sim2real.sim.tasks import TASKS
 
 
 class EvaluationError(ValueError):
@@ -105,7 +105,7 @@ def _closed_loop_block(results: list[EpisodeResult]) -> dict[str, Any]:
             for episode in episodes:
                 for name, count in episode.safety.items():
                     safety[name] += count
-            order = (NO_MILESTONE, *make_task(task).milestones, "success")
+            order = (NO_MILESTONE, *TASKS.get(task).milestones, "success")
             block[variant][task] = closed_loop_entry([e.success for e in episodes], [e.length for e in episodes],
                                                      dict(safety), stages=[e.stage for e in episodes],
                                                      stage_order=order)  # fmt: skip

@@ -122,8 +122,6 @@ def _checkpoint_dir(config: TrainConfig) -> Path:
 RESUMABLE_CHANGES = frozenset(
     {"max_steps", "loader_workers", "val_every", "val_batches", "checkpoint_every", "log_every", "device", "progress"}
 )
-#: settings added after runs were saved without them: a saved run without one used this value
-ADDED_SETTINGS = {"successful_only": False}
 
 
 def _check_resume_settings(config: TrainConfig) -> None:
@@ -131,8 +129,10 @@ def _check_resume_settings(config: TrainConfig) -> None:
     previous_path = Path(config.output_dir) / "train_config.json"
     if not (_checkpoint_dir(config) / "last").exists() or not previous_path.exists():
         return
-    previous = {**ADDED_SETTINGS, **json.loads(previous_path.read_text())}
     current = json.loads(json.dumps(asdict(config)))  # tuples as lists, as saved
+    # a setting added since the run was saved counts at its default, which keeps what came before
+    defaults = json.loads(json.dumps(asdict(TrainConfig(data_path=config.data_path))))
+    previous = {**defaults, **json.loads(previous_path.read_text())}
     changed = sorted(
         k for k in set(previous) | set(current) if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k)
     )

@@ -20,6 +20,18 @@ LATENCY_GAIN = (1.0, 0.8, 0.7)
 
 
 @dataclass(frozen=True)
+class DartNoise:
+    """DART noise for :class:`Expert`: ``scale`` (m, std per axis) on a fraction ``rate`` of the steps."""
+
+    scale: float
+    rate: float
+
+
+#: the noise of demonstrations a policy is trained on: 3 cm kicks on 20 % of the steps
+TRAINING_DART = DartNoise(scale=0.03, rate=0.2)
+
+
+@dataclass(frozen=True)
 class Waypoint:
     """Where the TCP should go: ``pos`` (3,) m, ``yaw`` rad, ``gripper`` (1 = open)."""
 
@@ -54,7 +66,7 @@ class Expert:
     visit the states a learner's errors lead to, labelled with the expert's correction from there.
     Noise on every step (``noise_rate`` 1) keeps the TCP from settling within a phase's
     tolerance, so phases end on their step limit and the moment the gripper closes no longer
-    follows from what the cameras see; occasional larger kicks (e.g. 3 cm on 20 % of the steps)
+    follows from what the cameras see; occasional larger kicks (:data:`TRAINING_DART`)
     let each phase settle between them and still knock some grasps off, which the expert
     retries.
 

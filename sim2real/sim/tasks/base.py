@@ -104,17 +104,11 @@ def pick_and_place_milestones(
     object up by ``LIFT_HEIGHT`` and in the hand), 3 ``over_target`` (the object's centre within
     ``target_radius`` m of ``target_xy`` (2,) in xy); a later one counts only with the earlier."""
     pos = state.objects[obj].pos
-    if np.linalg.norm(state.ee_pos - pos) >= REACH_DISTANCE and not _held(state, initial, obj):
-        return 0
-    if not _held(state, initial, obj):
-        return 1
+    distance = np.linalg.norm(state.ee_pos - pos)
+    held = pos[2] - initial.objects[obj].pos[2] > LIFT_HEIGHT and distance < IN_HAND_DISTANCE
+    if not held:
+        return int(distance < REACH_DISTANCE)
     return 3 if np.hypot(*(pos[:2] - target_xy)) < target_radius else 2
-
-
-def _held(state: PrivilegedState, initial: PrivilegedState, obj: str) -> bool:
-    pos = state.objects[obj].pos
-    lifted = pos[2] - initial.objects[obj].pos[2] > LIFT_HEIGHT
-    return bool(lifted and np.linalg.norm(state.ee_pos - pos) < IN_HAND_DISTANCE)
 
 
 TASKS: Registry[type[Task]] = Registry("task")
