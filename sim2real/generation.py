@@ -26,6 +26,7 @@ from typing import Any
 import sim2real
 from sim2real.datasets.registry import DATASET_WRITERS, load_builtin_formats
 from sim2real.datasets.schema import content_hash
+from sim2real.errors import UsageError
 from sim2real.randomizers import RandomizationConfig, config_from_dict, sample_scene
 from sim2real.randomizers.splits import check_split
 from sim2real.sim.tasks import TASKS
@@ -35,7 +36,7 @@ RLDS_NAME, RLDS_VERSION = "sim2real_dataset", "1.0.0"
 FORMATS = ("zarr", "rlds", "hdf5")
 
 
-class GenerationError(ValueError):
+class GenerationError(UsageError, ValueError):
     """A generation request that cannot run (bad option, inconsistent resume)."""
 
 

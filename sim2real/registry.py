@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from sim2real.errors import UsageError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(UsageError, KeyError):
     """Raised when a registry lookup fails; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.errors import UsageError
+
 #: Default camera names, in the order formats list them.
 DEFAULT_CAMERAS: tuple[str, ...] = ("front", "wrist")
 
@@ -81,7 +83,7 @@ INT64_MAX = 2**63 - 1
 ExtraValue = float | int | str | bool
 
 
-class DatasetError(ValueError):
+class DatasetError(UsageError, ValueError):
     """Data that cannot be read or written faithfully; the message names the file, episode and key."""
 
 

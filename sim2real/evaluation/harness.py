@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.errors import UsageError
 from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION as _SELECTION
 from sim2real.evaluation.closed_loop import NO_MILESTONE, EpisodeResult, evaluate_closed_loop
 from sim2real.evaluation.metrics import categorical_breakdown, factor_breakdown, ranking_agreement
@@ -23,7 +24,7 @@ from sim2real.randomizers.factors import CATEGORICAL
 from sim2real.sim.tasks import TASKS
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UsageError, ValueError):
     """An evaluation request that cannot run; raised before any rollout."""
 
 

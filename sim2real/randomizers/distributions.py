@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.errors import UsageError
 
-class ConfigError(ValueError):
+
+class ConfigError(UsageError, ValueError):
     """A randomization config is invalid; the message names the key."""
 
 
