@@ -12,6 +12,7 @@ def main(argv: list[str] | None = None) -> None:
         "inspect": "sim2real.inspect_dataset",
         "index": "sim2real.generation",
         "pipeline": "sim2real.pipeline",
+        "verify": "sim2real.datasets.integrity",
     }
     if not argv or argv[0] not in commands:
         print(f"usage: sim2real {{{','.join(sorted(commands))}}} [options]; known commands: {sorted(commands)}")

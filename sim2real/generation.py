@@ -12,11 +12,11 @@ leftovers of interrupted ones. ``build_index`` writes the dataset-wide views: RL
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import math
 import multiprocessing as mp
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -24,14 +24,22 @@ from pathlib import Path
 from typing import Any
 
 import sim2real
+from sim2real.datasets.claims import ShardClaim, claim_path, current_holder
+from sim2real.datasets.integrity import (
+    MANIFEST,
+    SHARD_RECORDS_DIR,
+    checksum,  # noqa: F401 - part of this module's API
+    checksums,
+    remove_path,
+    require_intact,
+)
 from sim2real.datasets.registry import DATASET_WRITERS, load_builtin_formats
 from sim2real.datasets.schema import content_hash
-from sim2real.errors import UsageError
+from sim2real.errors import STORAGE_ERRNOS, StorageError, UsageError, storage_error
 from sim2real.randomizers import RandomizationConfig, config_from_dict, sample_scene
 from sim2real.randomizers.splits import check_split
 from sim2real.sim.tasks import TASKS
 
-MANIFEST = "manifest.json"
 RLDS_NAME, RLDS_VERSION = "sim2real_dataset", "1.0.0"
 FORMATS = ("zarr", "rlds", "hdf5")
 
@@ -167,23 +175,6 @@ def _temp(path: Path) -> Path:
     return path.with_name(f".{path.name}.incomplete")
 
 
-def checksum(path: Path) -> str:
-    """CRC-32C (hex) of a file, or of a directory's files (relative names and bytes, sorted).
-
-    An integrity check against truncated or corrupted copies, as TFRecord and cloud storage use
-    it; hardware-accelerated, it costs a fraction of a cryptographic hash on every shard."""
-    import google_crc32c
-
-    digest = google_crc32c.Checksum()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        digest.update(str(file.relative_to(path) if file != path else file.name).encode())
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-    return digest.hexdigest().decode()
-
-
 class _ShardWriters:
     """One writer per format, each writing to its temporary name."""
 
@@ -225,29 +216,36 @@ class _ShardWriters:
         elapsed = time.perf_counter() - start
         self.seconds_by_format[name] = self.seconds_by_format.get(name, 0.0) + elapsed
 
+    def _names(self) -> list[str]:
+        return [*self.writers, *(["rlds"] if self.rlds is not None else [])]
+
     def commit(self) -> dict[str, dict[str, Any]]:
         """Close every writer, rename its output into place, checksum it; return paths and checksums."""
         out = {}
-        for name in [*self.writers, *(["rlds"] if self.rlds is not None else [])]:
+        for name in self._names():
             start = time.perf_counter()
             (self.rlds if name == "rlds" else self.writers[name]).close()
             final = self.paths[name]
             _remove(final)
             os.replace(_temp(final), final)
-            out[name] = {"path": str(final), "crc32c": checksum(final), "bytes": _size(final)}
+            whole, per_file, size = checksums(final)
+            out[name] = {"path": str(final), "crc32c": whole, "bytes": size}
+            if final.is_dir():
+                out[name]["files_crc32c"] = per_file
             self._count(name, start)
         return out
 
+    def abort(self) -> None:
+        """Close every writer, ignoring its errors, and delete every temporary and half-renamed output."""
+        for name in self._names():
+            with contextlib.suppress(Exception):  # the output is deleted next; the first error is what counts
+                (self.rlds if name == "rlds" else self.writers[name]).close()
+        for name in self.paths:
+            _remove(_temp(self.paths[name]))
+
 
 def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    remove_path(path)
 
 
 #: this process's simulators, reused across the shards it runs (a model build and a GL context
@@ -277,85 +275,291 @@ def close_process_backends() -> None:
         backend.close()
 
 
-def run_shard(job: ShardJob, progress: Any = None) -> dict[str, Any]:
-    """Generate one shard in this process (its own simulator) and commit its files."""
+def _episode_records(config: GenerationConfig, shard: int, writers: _ShardWriters, progress: Any) -> dict[str, Any]:
+    """Run the expert on every episode of ``shard`` and write each one; return the shard record."""
     from sim2real.rollout import derived_seed, record_expert_episode
-    from sim2real.sim.backend import BackendConfig
     from sim2real.sim.env import Sim2RealEnv
 
-    config = job.config
     randomization = validate(config)
-    root = Path(config.output_dir)
-    paths = _shard_paths(root, job.shard, config.num_shards, config.split)
-    backend_config = BackendConfig(control_hz=config.control_hz, physics_hz=config.physics_hz, shadows=config.shadows)
-    backend = _process_backend(config.backend, backend_config)  # one simulator per worker, shared by the tasks
+    backend = _process_backend(config.backend, _backend_config(config))  # one simulator per worker
     tasks = config.tasks()
     envs: dict[str, Sim2RealEnv] = {}
-    writers = _ShardWriters(config, paths)
-    record: dict[str, Any] = {"shard": job.shard, "episodes": [], "successes": 0, "attempts": 0, "steps": 0}
-    start = time.perf_counter()
-    try:
-        for index in config.shard_episodes(job.shard):
-            task = tasks[index % len(tasks)]
-            if task not in envs:
-                envs[task] = Sim2RealEnv(task, backend, cameras=config.cameras)
-            result = None
-            for attempt in range(config.max_attempts):
-                scene = sample_scene(task, derived_seed(config.seed, index, attempt), randomization, config.split)
-                result = record_expert_episode(envs[task], scene, derived_seed(config.seed, index, attempt, 1),
-                                               config.expert_noise, index, attempt + 1,
-                                               config.expert_noise_rate)  # fmt: skip
-                if result.success:
-                    break
-            assert result is not None
-            writers.write(result.episode)
-            record["episodes"].append({"index": index, "task": task, "success": result.success,
-                                       "attempts": attempt + 1, "steps": result.episode.steps.num_steps,
-                                       "hash": content_hash(result.episode)})  # fmt: skip
-            record["successes"] += int(result.success)
-            record["attempts"] += attempt + 1
-            record["steps"] += result.episode.steps.num_steps
-            if progress is not None:
-                progress.put((1, int(result.success)))
-        record["files"] = writers.commit()
-        record["write_seconds"] = writers.seconds
-        record["write_seconds_by_format"] = writers.seconds_by_format
-    except BaseException:
-        _PROCESS_BACKENDS.pop(_backend_key(config.backend, backend_config), None)
-        backend.close()
-        raise
-    record["seconds"] = time.perf_counter() - start
+    record: dict[str, Any] = {"shard": shard, "episodes": [], "successes": 0, "attempts": 0, "steps": 0}
+    for index in config.shard_episodes(shard):
+        task = tasks[index % len(tasks)]
+        if task not in envs:
+            envs[task] = Sim2RealEnv(task, backend, cameras=config.cameras)
+        result = None
+        for attempt in range(config.max_attempts):
+            scene = sample_scene(task, derived_seed(config.seed, index, attempt), randomization, config.split)
+            result = record_expert_episode(envs[task], scene, derived_seed(config.seed, index, attempt, 1),
+                                           config.expert_noise, index, attempt + 1,
+                                           config.expert_noise_rate)  # fmt: skip
+            if result.success:
+                break
+        assert result is not None
+        writers.write(result.episode)
+        record["episodes"].append({"index": index, "task": task, "success": result.success,
+                                   "attempts": attempt + 1, "steps": result.episode.steps.num_steps,
+                                   "hash": content_hash(result.episode)})  # fmt: skip
+        record["successes"] += int(result.success)
+        record["attempts"] += attempt + 1
+        record["steps"] += result.episode.steps.num_steps
+        if progress is not None:
+            progress.put((1, int(result.success)))
     return record
 
 
-# ------------------------------------------------------------------------------ parent side
-def _manifest_path(root: Path, config: GenerationConfig) -> Path:
-    if config.shard_range is None:
-        return root / MANIFEST
-    first, stop = config.shard_range
-    return root / "manifests" / f"manifest-{first:05d}-{stop:05d}.json"
+def _backend_config(config: GenerationConfig) -> Any:
+    from sim2real.sim.backend import BackendConfig
+
+    return BackendConfig(control_hz=config.control_hz, physics_hz=config.physics_hz, shadows=config.shadows)
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def _is_storage_failure(error: BaseException) -> bool:
+    """A full or read-only device, also when a library (h5py, zarr) wraps the OSError without its errno."""
+    if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+        return True
+    text = str(error).lower()
+    return any(reason in text for reason in ("no space left on device", "read-only file system", "errno = 28"))
+
+
+def _storage_failure(error: BaseException, path: Path) -> StorageError:
+    reason = "no space left on device" if "space" in str(error).lower() or "28" in str(error) else None
+    converted = storage_error(error, path) if isinstance(error, OSError) else None
+    if converted is not None:
+        return converted
+    return StorageError(28, f"{path}: {reason or 'read-only file system'} ({str(error).splitlines()[0]})")
+
+
+def run_shard(job: ShardJob, progress: Any = None) -> dict[str, Any]:
+    """Generate one shard in this process (its own simulator) under an exclusive claim.
+
+    Returns the shard record once its files and record are committed, or ``{"shard": k,
+    "claimed_by": ...}`` when another live process holds the shard's claim. On a full or
+    read-only disk, the shard's temporary files are removed and :class:`StorageError` names the path."""
+    config = job.config
+    root = Path(config.output_dir)
+    claim = ShardClaim(root, job.shard)
+    if not claim.acquire():
+        holder = claim.holder()
+        return {"shard": job.shard, "claimed_by": holder.describe() if holder else "a process that just finished"}
+    try:
+        if _shard_record_path(root, job.shard).exists():  # written by the previous holder
+            return json.loads(_shard_record_path(root, job.shard).read_text())
+        return _write_shard(config, root, job.shard, progress)
+    finally:
+        claim.release()
+
+
+def _write_shard(config: GenerationConfig, root: Path, shard: int, progress: Any) -> dict[str, Any]:
+    paths = _shard_paths(root, shard, config.num_shards, config.split)
+    start = time.perf_counter()
+    writers: _ShardWriters | None = None
+    try:
+        writers = _ShardWriters(config, paths)
+        record = _episode_records(config, shard, writers, progress)
+        record["files"] = writers.commit()
+        record["write_seconds"] = writers.seconds
+        record["write_seconds_by_format"] = writers.seconds_by_format
+        record["seconds"] = time.perf_counter() - start
+        write_json_atomic(_shard_record_path(root, shard), record)
+    except BaseException as error:
+        if writers is not None:
+            writers.abort()
+        for name in paths:  # a shard without its record is not a shard: the claim holder cleans it
+            _remove(paths[name])
+        if _is_storage_failure(error):
+            close_process_backends()
+            raise _storage_failure(error, root) from None
+        _PROCESS_BACKENDS.pop(_backend_key(config.backend, _backend_config(config)), None)
+        raise
+    return record
+
+
+# ------------------------------------------------------------------------------ run state
+RUN_FILE = "run.json"
+
+
+def _shard_record_path(root: Path, shard: int) -> Path:
+    return root / SHARD_RECORDS_DIR / f"shard-{shard:05d}.json"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` through a temporary file private to this process, then rename."""
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file private to this process, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(temp, path)
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temp.write_text(text)
+        os.replace(temp, path)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        converted = storage_error(error, path)
+        if converted is not None:
+            raise converted from None
+        raise
 
 
-def _load_manifest(path: Path, config: GenerationConfig) -> dict[str, Any]:
-    if not path.exists():
-        return {"config": config.fingerprint(), "generator_version": sim2real.__version__, "shards": {}}
-    manifest = json.loads(path.read_text())
-    # an option added since the manifest was written counts at its default, which keeps what came before
-    old, new = {**GenerationConfig().fingerprint(), **manifest.get("config", {})}, config.fingerprint()
-    if old != new:
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+@dataclass(frozen=True)
+class RunState:
+    """What a run folder holds: the options it was started with and its recorded shards."""
+
+    root: Path
+    config: dict[str, Any]
+    generator_version: str
+
+    @property
+    def num_shards(self) -> int:
+        return max(1, math.ceil(self.config["num_episodes"] / self.config["shard_size"]))
+
+    def locate(self, shard: int) -> dict[str, Path]:
+        """Each format's path of shard ``shard``."""
+        return _shard_paths(self.root, shard, self.num_shards, self.config["split"])
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every recorded shard, by shard number: ``shards/*.json`` and older runs' manifests."""
+        merged: dict[int, dict[str, Any]] = {}
+        for part in _legacy_manifests(self.root):
+            for record in json.loads(part.read_text()).get("shards", {}).values():
+                merged[int(record["shard"])] = record
+        folder = self.root / SHARD_RECORDS_DIR
+        for path in sorted(folder.glob("shard-*.json")) if folder.is_dir() else []:
+            record = json.loads(path.read_text())
+            merged[int(record["shard"])] = record
+        return [merged[k] for k in sorted(merged)]
+
+
+def _legacy_manifests(root: Path) -> list[Path]:
+    """Manifests that held shard records before ``shards/`` (``manifest.json``, ``manifests/``)."""
+    parts = [root / MANIFEST] if (root / MANIFEST).is_file() else []
+    return parts + (sorted((root / "manifests").glob("manifest-*.json")) if (root / "manifests").is_dir() else [])
+
+
+def load_run(root: Path) -> RunState:
+    """The run recorded in ``root``; GenerationError when the folder holds none."""
+    for source in [root / RUN_FILE, *_legacy_manifests(root)]:
+        if source.is_file():
+            data = json.loads(source.read_text())
+            # an option added since the run was started counts at its default, which keeps what came before
+            config = {**GenerationConfig().fingerprint(), **data["config"]}
+            return RunState(root, config, data.get("generator_version", "?"))
+    raise GenerationError(f"{root}: no {RUN_FILE} or {MANIFEST}: not a folder written by generate.py")
+
+
+def _claim_run(root: Path, config: GenerationConfig) -> RunState:
+    """Record the run's options in ``run.json`` before any episode, or check them against it."""
+    wanted = {"config": config.fingerprint(), "generator_version": sim2real.__version__}
+    if not (root / RUN_FILE).exists() and not _legacy_manifests(root):
+        temp = root / f".{RUN_FILE}.tmp-{os.getpid()}"
+        temp.write_text(json.dumps(wanted, indent=1, sort_keys=True) + "\n")
+        try:
+            os.link(temp, root / RUN_FILE)  # atomic create-if-absent: the first of two runs wins
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink(missing_ok=True)
+    run = load_run(root)
+    new = config.fingerprint()
+    changed = sorted(k for k in set(run.config) | set(new) if run.config.get(k) != new.get(k))
+    if changed:
+        detail = "; ".join(f"{k}: {run.config.get(k)!r} -> {new.get(k)!r}" for k in changed)
         raise GenerationError(
-            f"{path}: this output directory holds a run with other options ({', '.join(changed)} differ); "
-            "use another output_dir or the same options to resume"
+            f"output_dir={root}: holds a run started with other options ({detail}); "
+            "use another output_dir, or the same options to resume it"
         )
-    return manifest
+    return run
+
+
+def _clean_leftovers(root: Path, run: RunState) -> int:
+    """Delete temporary shard files that no live process is writing; return how many."""
+    removed = 0
+    for folder in {p.parent for p in run.locate(0).values()}:
+        for temp in sorted(folder.glob(".*.incomplete")) if folder.is_dir() else []:
+            shard = _shard_of_temp(temp.name)
+            claim = ShardClaim(root, shard) if shard is not None else None
+            if claim is not None and not claim.acquire():
+                continue  # its writer is alive
+            try:
+                _remove(temp)
+                removed += 1
+            finally:
+                if claim is not None:
+                    claim.release()
+    for temp in sorted(root.rglob(".*.tmp-*")):
+        pid = temp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            _remove(temp)
+            removed += 1
+    return removed
+
+
+def _shard_of_temp(name: str) -> int | None:
+    """The shard number in a temporary shard file name (``.shard-00003.zarr.incomplete``,
+    ``.sim2real_dataset-train.tfrecord-00003-of-00008.incomplete``)."""
+    import re
+
+    found = re.search(r"shard-(\d+)\.|tfrecord-(\d+)-of-", name)
+    return int(found.group(1) or found.group(2)) if found else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_shard(root: Path, run: RunState, shard: int) -> None:
+    """Forget shard ``shard``: delete its files and its record, so that the same generate command rewrites it."""
+    with ShardClaim(root, shard) as claim:
+        if not claim.held:
+            holder = claim.holder()
+            raise GenerationError(f"shard {shard} of {root} is being written by {holder.describe() if holder else '?'}")
+        for path in run.locate(shard).values():
+            _remove(path)
+        _shard_record_path(root, shard).unlink(missing_ok=True)
+        for part in _legacy_manifests(root):
+            data = json.loads(part.read_text())
+            if str(shard) in data.get("shards", {}):
+                del data["shards"][str(shard)]
+                if "complete" in data:
+                    data["complete"] = False
+                write_json_atomic(part, data)
+
+
+def _verify_recorded(run: RunState, shards: range) -> list[dict[str, Any]]:
+    """Check the recorded shards in ``shards`` against their checksums; return their records."""
+    records = [r for r in run.records() if int(r["shard"]) in shards]
+    for record in records:
+        require_intact(run.root, record, run.locate)
+    return records
+
+
+# ------------------------------------------------------------------------------ parent side
+def _prepare_output_dir(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise GenerationError(f"output_dir={root}: is a file; expected a folder (new or of this run)") from None
+    except NotADirectoryError:
+        raise GenerationError(f"output_dir={root}: a parent of it is a file; expected a folder") from None
+    except OSError as error:
+        converted = storage_error(error, root)
+        if converted is None:
+            raise
+        raise GenerationError(f"output_dir={root}: cannot be created ({converted})") from None
+    if not root.is_dir():
+        raise GenerationError(f"output_dir={root}: is a file; expected a folder (new or of this run)")
+    if not os.access(root, os.W_OK):
+        raise GenerationError(f"output_dir={root}: is not writable")
 
 
 def _progress_bar(total: int, done: int, successes: int, enabled: bool) -> Any:
@@ -366,26 +570,70 @@ def _progress_bar(total: int, done: int, successes: int, enabled: bool) -> Any:
     return bar
 
 
+def _log(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
 def generate(config: GenerationConfig) -> dict[str, Any]:
-    """Run (or resume) a generation job; return the manifest."""
+    """Run (or resume) a generation job; return the manifest of its shards.
+
+    Any number of processes may run the same command into one folder at once (on one machine or
+    on a shared file system): each shard is written by the one process that claims it, the others
+    take the unclaimed shards and then wait for the claimed ones (taking over any whose holder
+    dies). Shards recorded before are verified against their checksums and skipped."""
     validate(config)
     root = Path(config.output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    manifest_path = _manifest_path(root, config)
-    manifest = _load_manifest(manifest_path, config)
+    _prepare_output_dir(root)
+    run = _claim_run(root, config)
+    removed = _clean_leftovers(root, run)
+    if removed:
+        _log(f"removed {removed} temporary file(s) left by interrupted runs in {root}")
     first, stop = config.shard_range or (0, config.num_shards)
-    pending = [k for k in range(first, stop) if str(k) not in manifest["shards"]]
-    done_eps = sum(len(s["episodes"]) for s in manifest["shards"].values())
-    done_successes = sum(s["successes"] for s in manifest["shards"].values())
-    total = sum(len(config.shard_episodes(k)) for k in range(first, stop))
-    bar = _progress_bar(total, done_eps, done_successes, config.progress)
-    for record in _run_shards(config, pending, bar):
-        manifest["shards"][str(record["shard"])] = record
-        _write_json_atomic(manifest_path, manifest)
-    bar.close()
+    wanted = range(first, stop)
+    records = {int(r["shard"]): r for r in _verify_recorded(run, wanted)}
+    done_eps = sum(len(r["episodes"]) for r in records.values())
+    total = sum(len(config.shard_episodes(k)) for k in wanted)
+    bar = _progress_bar(total, done_eps, sum(r["successes"] for r in records.values()), config.progress)
+    try:
+        _run_until_recorded(config, root, wanted, records, bar)
+    finally:
+        bar.close()
+    manifest = {"config": run.config, "generator_version": run.generator_version,
+                "shards": {str(k): records[k] for k in sorted(records)}}  # fmt: skip
     if config.build_index and config.shard_range is None:
-        build_index(root)
+        return build_index(root)
     return manifest
+
+
+def _run_until_recorded(
+    config: GenerationConfig, root: Path, wanted: range, records: dict[int, dict[str, Any]], bar: Any
+) -> None:
+    """Write every shard of ``wanted`` that has no record; wait for those other processes hold."""
+    announced: set[int] = set()
+    while True:
+        pending = [k for k in wanted if k not in records and not _shard_record_path(root, k).exists()]
+        for k in [k for k in wanted if k not in records and _shard_record_path(root, k).exists()]:
+            records[k] = json.loads(_shard_record_path(root, k).read_text())  # written by another process
+            bar.update(len(records[k]["episodes"]))
+        if not pending:
+            return
+        free = [k for k in pending if current_holder(claim_path(root, k)) is None]
+        busy = []
+        for result in _run_shards(config, free, bar) if free else []:
+            if "claimed_by" in result:
+                busy.append(result["shard"])
+            else:
+                records[int(result["shard"])] = result
+        if free and not busy:
+            continue
+        for shard in sorted(set(pending) - set(free) | set(busy)):
+            holder = current_holder(claim_path(root, shard))
+            if shard not in announced and holder is not None:
+                announced.add(shard)
+                _log(f"shard {shard} is being written by {holder.describe()}: waiting for it")
+        time.sleep(0.5)
 
 
 def _run_shards(config: GenerationConfig, shards: list[int], bar: Any) -> Iterator[dict[str, Any]]:
@@ -437,32 +685,17 @@ class _InlineQueue:
         self.callback(message)
 
 
-def _merge_manifests(root: Path) -> dict[str, Any]:
-    parts = [root / MANIFEST] if (root / MANIFEST).exists() else []
-    parts += sorted((root / "manifests").glob("manifest-*.json")) if (root / "manifests").is_dir() else []
-    if not parts:
-        raise GenerationError(f"{root}: no manifest.json or manifests/manifest-*.json to index")
-    merged: dict[str, Any] | None = None
-    for part in parts:
-        data = json.loads(part.read_text())
-        if merged is None:
-            merged = {"config": data["config"], "generator_version": data["generator_version"], "shards": {}}
-        elif data["config"] != merged["config"]:
-            raise GenerationError(f"{part}: its options differ from {parts[0]}'s; these jobs are not one dataset")
-        merged["shards"].update(data["shards"])
-    assert merged is not None
-    return merged
-
-
 def build_index(root: str | Path) -> dict[str, Any]:
     """Merge job manifests into ``manifest.json`` and write the dataset-wide views."""
     from sim2real.datasets.rlds_format import sim2real_features
     from sim2real.datasets.tfds_spec import SplitInfo, dataset_info_json
 
     root = Path(root)
-    manifest = _merge_manifests(root)
-    config = manifest["config"]
-    shards = [manifest["shards"][k] for k in sorted(manifest["shards"], key=int)]
+    run = load_run(root)
+    shards = run.records()
+    config = run.config
+    manifest: dict[str, Any] = {"config": config, "generator_version": run.generator_version,
+                                "shards": {str(s["shard"]): s for s in shards}}  # fmt: skip
     num_shards = max(1, math.ceil(config["num_episodes"] / config["shard_size"]))
     complete = len(shards) == num_shards
     manifest.update(
@@ -473,22 +706,22 @@ def build_index(root: str | Path) -> dict[str, Any]:
         steps=sum(s["steps"] for s in shards),
     )  # fmt: skip
     manifest["yield"] = manifest["successes"] / max(manifest["attempts"], 1)
-    _write_json_atomic(root / MANIFEST, manifest)
+    write_json_atomic(root / MANIFEST, manifest)
     for name in ("zarr", "hdf5"):
         if name in config["formats"]:
             entries = [{"shard": s["shard"], "path": Path(s["files"][name]["path"]).name,
                         "first_episode": s["episodes"][0]["index"], "num_episodes": len(s["episodes"])}
                        for s in shards]  # fmt: skip
-            _write_json_atomic(root / name / "index.json", {"format": name, "complete": complete, "shards": entries})
+            write_json_atomic(root / name / "index.json", {"format": name, "complete": complete, "shards": entries})
     if "rlds" in config["formats"] and complete:
         version_dir = root / "rlds" / RLDS_NAME / RLDS_VERSION
         cameras = {c: (128, 128, 3) for c in config["cameras"]}
-        (version_dir / "features.json").write_text(json.dumps(sim2real_features(cameras, "png"), indent=4) + "\n")
+        write_text_atomic(version_dir / "features.json", json.dumps(sim2real_features(cameras, "png"), indent=4) + "\n")
         lengths = tuple(len(s["episodes"]) for s in shards)
         split = SplitInfo(config["split"], lengths, sum(s["files"]["rlds"]["bytes"] for s in shards))
         description = "Scripted-expert episodes written by sim2real."
         info = dataset_info_json(RLDS_NAME, RLDS_VERSION, {config["split"]: split}, description)
-        (version_dir / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
+        write_text_atomic(version_dir / "dataset_info.json", json.dumps(info, indent=2) + "\n")
     return manifest
 
 

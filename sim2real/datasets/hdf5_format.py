@@ -46,6 +46,7 @@ from sim2real.datasets.schema import (
     EpisodeMetadata,
     EpisodeSteps,
     canonical_json,
+    reading,
     validate_episode,
 )
 
@@ -205,8 +206,9 @@ class HDF5Dataset(EpisodeReader):
             raise DatasetError(f"{self.path}: no such file or directory")
         if not self.detect(self.path):
             raise DatasetError(f"{self.path}: not an HDF5 file with a data/ group")
-        self.file = h5py.File(self.path, "r")
-        self.demos = self._select(filter_key)
+        with reading(str(self.path)):
+            self.file = h5py.File(self.path, "r")
+            self.demos = self._select(filter_key)
 
     def _select(self, filter_key: str | None) -> list[str]:
         names = _demo_names(self.file["data"])
@@ -227,8 +229,11 @@ class HDF5Dataset(EpisodeReader):
         """An HDF5 file whose root holds a ``data`` group."""
         if not path.is_file() or not h5py.is_hdf5(path):
             return False
-        with h5py.File(path, "r") as file:
-            return isinstance(file.get("data"), h5py.Group)
+        try:
+            with h5py.File(path, "r") as file:
+                return isinstance(file.get("data"), h5py.Group)
+        except OSError:  # an HDF5 signature on a damaged file: the reader names what is wrong
+            return True
 
     def close(self) -> None:
         """Close the file."""
@@ -245,8 +250,12 @@ class HDF5Dataset(EpisodeReader):
     def episode(self, index: int) -> Episode:
         """Demo ``index`` (in sorted demo order, after filtering) as a validated canonical episode."""
         index = self._check_index(index)
+        where = f"{self.path} (episode {index}, data/{self.demos[index]})"
+        with reading(where):
+            return self._episode(index, where)
+
+    def _episode(self, index: int, where: str) -> Episode:
         name = self.demos[index]
-        where = f"{self.path} (episode {index}, data/{name})"
         demo = self.file["data"][name]
         steps = EpisodeSteps(
             images=_read_images(demo, where),

@@ -27,6 +27,7 @@ Units follow the simulator: metres, radians, seconds; ``control_hz`` in Hz.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from sim2real.errors import UsageError
+from sim2real.errors import DataIntegrityError, UsageError
 
 #: Default camera names, in the order formats list them.
 DEFAULT_CAMERAS: tuple[str, ...] = ("front", "wrist")
@@ -85,6 +86,23 @@ ExtraValue = float | int | str | bool
 
 class DatasetError(UsageError, ValueError):
     """Data that cannot be read or written faithfully; the message names the file, episode and key."""
+
+
+class CorruptDataError(DataIntegrityError, DatasetError):
+    """A file whose bytes are damaged (a checksum mismatch, a truncation, a library's read error)."""
+
+
+@contextlib.contextmanager
+def reading(where: str) -> Iterator[None]:
+    """Re-raise a storage library's error (h5py, zarr, numcodecs) as :class:`CorruptDataError`
+    naming ``where`` (the file, and the episode when known); the package's own errors pass through."""
+    try:
+        yield
+    except DatasetError:
+        raise
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, EOFError) as error:
+        detail = (str(error).strip().splitlines() or [""])[0]
+        raise CorruptDataError(f"{where}: cannot be read ({type(error).__name__}: {detail})") from error
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,7 +21,7 @@ import google_crc32c
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from sim2real.datasets.schema import DatasetError
+from sim2real.datasets.schema import CorruptDataError, DatasetError
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")
@@ -75,12 +75,12 @@ def _read_header(file: BinaryIO, path: Path, label: str, offset: int, size: int)
     """Read and check one record header at ``offset``; return the data length."""
     header = file.read(_HEADER.size)
     if len(header) < _HEADER.size:
-        raise DatasetError(f"{path}: {label} is truncated (header at byte {offset} of {size})")
+        raise CorruptDataError(f"{path}: {label} is truncated (header at byte {offset} of {size})")
     length, length_crc = _HEADER.unpack(header)
     if masked_crc32c(header[:8]) != length_crc:
-        raise DatasetError(f"{path}: {label} has a bad length CRC at byte {offset} (corrupted file)")
+        raise CorruptDataError(f"{path}: {label} has a bad length CRC at byte {offset} (corrupted file)")
     if offset + _HEADER.size + length + _FOOTER.size > size:
-        raise DatasetError(
+        raise CorruptDataError(
             f"{path}: {label} is truncated: needs {length} data bytes after byte {offset}, file has {size}"
         )
     return int(length)
@@ -91,9 +91,9 @@ def _read_data(file: BinaryIO, path: Path, label: str, offset: int, length: int)
     data = file.read(length)
     footer = file.read(_FOOTER.size)
     if len(data) < length or len(footer) < _FOOTER.size:
-        raise DatasetError(f"{path}: {label} is truncated (data at byte {offset})")
+        raise CorruptDataError(f"{path}: {label} is truncated (data at byte {offset})")
     if masked_crc32c(data) != _FOOTER.unpack(footer)[0]:
-        raise DatasetError(f"{path}: {label} has a bad data CRC at byte {offset} (corrupted file)")
+        raise CorruptDataError(f"{path}: {label} has a bad data CRC at byte {offset} (corrupted file)")
     return data
 
 

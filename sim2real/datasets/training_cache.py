@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.datasets.integrity import verify_recorded_files
 from sim2real.datasets.registry import EpisodeReader, open_dataset
 from sim2real.datasets.schema import DatasetError
 
@@ -139,6 +140,7 @@ def load_training_data(
     if not stale and cameras and set(cameras) - set(json.loads(meta_path.read_text())["cameras"]):
         stale = True
     if stale:
+        verify_recorded_files(source)  # the bytes a generation run recorded, before they are decoded
         reader = open_dataset(source, **reader_options)
         try:
             build_cache(reader, source, cache, cameras)

@@ -65,6 +65,7 @@ from sim2real.datasets.schema import (
     EpisodeMetadata,
     EpisodeSteps,
     canonical_json,
+    reading,
     validate_episode,
 )
 
@@ -452,13 +453,14 @@ class ZarrDataset(EpisodeReader):
             raise DatasetError(f"{self.path}: no such file or directory")
         if not self.detect(self.path):
             raise DatasetError(f"{self.path}: not a Zarr replay buffer (no zarr.json with data/ and meta/episode_ends)")
-        self.root = zarr.open_group(str(self.path), mode="r", zarr_format=3)
-        self.data: dict[str, Any] = dict(self.root["data"].arrays())
-        self.meta: dict[str, Any] = dict(self.root["meta"].arrays())
-        self.cameras = sorted(key.removeprefix(IMAGE_PREFIX) for key in self.data if key.startswith(IMAGE_PREFIX))
-        self._check_layout()
-        self.episode_ends: np.ndarray = self._episode_ends()
-        self._json_ends: np.ndarray = np.asarray(self.meta["episode_json_ends"][: len(self.episode_ends)])
+        with reading(str(self.path)):
+            self.root = zarr.open_group(str(self.path), mode="r", zarr_format=3)
+            self.data: dict[str, Any] = dict(self.root["data"].arrays())
+            self.meta: dict[str, Any] = dict(self.root["meta"].arrays())
+            self.cameras = sorted(key.removeprefix(IMAGE_PREFIX) for key in self.data if key.startswith(IMAGE_PREFIX))
+            self._check_layout()
+            self.episode_ends: np.ndarray = self._episode_ends()
+            self._json_ends: np.ndarray = np.asarray(self.meta["episode_json_ends"][: len(self.episode_ends)])
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -533,8 +535,9 @@ class ZarrDataset(EpisodeReader):
         index = self._check_index(index)
         where = f"{self.path} (episode {index})"
         steps_range = self.episode_slice(index)
-        record = self._record(index)
-        arrays = {key: np.asarray(array[steps_range]) for key, array in self.data.items()}
+        with reading(where):
+            record = self._record(index)
+            arrays = {key: np.asarray(array[steps_range]) for key, array in self.data.items()}
         steps = EpisodeSteps(
             images={camera: arrays[IMAGE_PREFIX + camera] for camera in self.cameras},
             language_instruction=record["language_instruction"],
