@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
 import pytest
 
+from sim2real.errors import UsageError
 from sim2real.evaluation.metrics import (
+    RankingInputError,
     SuccessRate,
     action_errors,
     action_scale,
@@ -26,6 +29,7 @@ from sim2real.evaluation.metrics import (
     trajectory_errors,
     wilson_interval,
 )
+from sim2real.evaluation.report import closed_loop_entry, metrics_problems, new_metrics, validate_metrics, write_report
 
 # --------------------------------------------------------------------------------------------
 # Wilson interval
@@ -137,15 +141,30 @@ def test_mmrv_constructed_tables():
         mmrv([0.1, 0.2], [0.1])
 
 
+def test_mmrv_matches_simplerenv_script_without_ties():
+    # SimplerEnv's script compares with ">" where the paper writes "<"; without ties the two agree.
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        sim, real = rng.permutation(np.linspace(0.05, 0.95, 7)), rng.permutation(np.linspace(0.1, 0.9, 7))
+        script = np.mean(
+            [
+                max([abs(real[i] - real[j]) for j in range(7) if (sim[i] > sim[j]) != (real[i] > real[j])] or [0.0])
+                for i in range(7)
+            ]
+        )
+        assert mmrv(sim, real) == pytest.approx(script, abs=1e-12)
+
+
 def test_bootstrap_interval_contains_estimate_and_is_deterministic():
     for metric in (pearson_r, mmrv):
         estimate = metric(COKE_SIM, COKE_REAL)
         first = bootstrap_interval(metric, COKE_SIM, COKE_REAL, n=500, seed=3)
         again = bootstrap_interval(metric, COKE_SIM, COKE_REAL, n=500, seed=3)
         assert first == again
-        assert first[0] <= estimate <= first[1]
+        assert first.interval is not None and first.reason is None
+        assert first.interval[0] <= estimate <= first.interval[1]
         other = bootstrap_interval(metric, COKE_SIM, COKE_REAL, n=500, seed=4)
-        assert other != first
+        assert other.interval != first.interval
     # A Generator can be passed instead of a seed; default_rng(3) gives the same stream as seed=3.
     expected = bootstrap_interval(pearson_r, COKE_SIM, COKE_REAL, n=500, seed=3)
     rng = np.random.default_rng(3)
@@ -154,19 +173,184 @@ def test_bootstrap_interval_contains_estimate_and_is_deterministic():
 
 def test_bootstrap_skips_degenerate_resamples():
     # With 3 policies, 3 of the 27 index draws are constant (i, i, i); Pearson is NaN there.
-    low, high = bootstrap_interval(pearson_r, [0.1, 0.5, 0.9], [0.2, 0.6, 0.7], n=300, seed=0)
+    result = bootstrap_interval(pearson_r, [0.1, 0.5, 0.9], [0.2, 0.6, 0.7], n=300, seed=0)
+    assert result.interval is not None
+    low, high = result.interval
     assert math.isfinite(low) and math.isfinite(high) and -1.0 <= low <= high <= 1.0
-    # A constant sim vector makes every resample undefined.
-    assert all(math.isnan(v) for v in bootstrap_interval(pearson_r, [0.5] * 4, [0.1, 0.2, 0.3, 0.4], n=50))
+    draws = np.random.default_rng(0).integers(0, 3, size=(300, 3))
+    assert result.skipped == sum(len(set(d)) == 1 for d in draws) > 0
+    # A constant sim vector makes every resample undefined: no interval, and a reason.
+    flat = bootstrap_interval(pearson_r, [0.5] * 4, [0.1, 0.2, 0.3, 0.4], n=50, skip_degenerate=True)
+    assert (flat.interval, flat.skipped, flat.as_list()) == (None, 50, None)
+    assert flat.reason == (
+        "only 0 of 50 bootstrap resamples have two or more distinct sim and real values; an interval needs at least 40"
+    )
+
+
+# A table on which centring by the mean turns degenerate resamples into ±1: for each policy i the
+# constant vectors (s_i, s_i, s_i) and (r_i, r_i, r_i) have a mean that differs from s_i, r_i in
+# the last bit, so the deviations are tiny but nonzero.
+DEGENERATE_SIM = [0.05, 0.1, 0.2]
+DEGENERATE_REAL = [0.1, 0.2, 0.4]
+
+
+def test_pearson_constant_vectors_are_undefined():
+    # A constant real vector whose mean rounds away from its value (centring alone gives 4.5e-16).
+    assert math.isnan(pearson_r([0.1, 0.2, 0.3], [0.05, 0.05, 0.05]))
+    assert math.isnan(pearson_r([0.05, 0.05, 0.05], [0.1, 0.2, 0.3]))
+    # Two constant vectors (centring alone gives +1 or -1).
+    assert math.isnan(pearson_r([0.05] * 3, [0.1] * 3))
+    assert math.isnan(pearson_r([0.2] * 3, [0.35] * 3))
+    for s, r in zip(DEGENERATE_SIM, DEGENERATE_REAL, strict=True):
+        assert math.isnan(pearson_r([s] * 3, [r] * 3))
+    # Two distinct values are enough for a defined r (exactly ±1 with two distinct points).
+    assert pearson_r([0.05, 0.05, 0.1], [0.1, 0.1, 0.2]) == pytest.approx(1.0)
+
+
+def test_bootstrap_never_returns_one_from_a_degenerate_resample():
+    values: list[float] = []
+    constant_inputs: list[bool] = []
+
+    def recording_pearson(sim: np.ndarray, real: np.ndarray) -> float:
+        value = pearson_r(sim, real)
+        values.append(value)
+        constant_inputs.append(len(set(sim.tolist())) < 2 or len(set(real.tolist())) < 2)
+        return value
+
+    result = bootstrap_interval(recording_pearson, DEGENERATE_SIM, DEGENERATE_REAL, n=2000, seed=0)
+    draws = np.random.default_rng(0).integers(0, 3, size=(2000, 3))
+    one_policy = sum(len(set(d)) == 1 for d in draws)
+    assert one_policy == 215  # 215 of the 2,000 resamples draw a single policy
+    values, constant_inputs = values[1:], constant_inputs[1:]  # the first call is the full sample
+    assert len(values) == 2000
+    assert all(math.isnan(v) for v, flat in zip(values, constant_inputs, strict=True) if flat)
+    assert sum(constant_inputs) == one_policy  # the draws with two or three policies vary in both worlds
+    assert result.skipped == one_policy and result.used == 2000 - one_policy
+    # With skip_degenerate the metric is not even evaluated on them, and the count is the same.
+    skipping = bootstrap_interval(pearson_r, DEGENERATE_SIM, DEGENERATE_REAL, n=2000, seed=0, skip_degenerate=True)
+    assert skipping == result
+
+    block = ranking_agreement(DEGENERATE_SIM, DEGENERATE_REAL, n_bootstrap=2000, seed=0)
+    pearson_rng = np.random.default_rng(np.random.SeedSequence(0).spawn(2)[0])
+    spawned = pearson_rng.integers(0, 3, size=(2000, 3))
+    assert block["bootstrap"]["pearson_skipped"] == sum(len(set(d)) == 1 for d in spawned) > 0
+    assert block["bootstrap"]["mmrv_skipped"] == 0
+    assert block["pearson"] == pytest.approx(1.0) and block["pearson_ci95"] == pytest.approx([1.0, 1.0])
 
 
 def test_ranking_agreement_block():
     block = ranking_agreement(COKE_SIM, COKE_REAL, n_bootstrap=300, seed=0)
-    assert set(block) == {"pearson", "pearson_ci95", "mmrv", "mmrv_ci95"}
+    assert set(block) == {
+        "pearson",
+        "pearson_reason",
+        "pearson_ci95",
+        "pearson_ci95_reason",
+        "mmrv",
+        "mmrv_ci95",
+        "mmrv_ci95_reason",
+        "bootstrap",
+    }
     assert block["pearson"] == pytest.approx(0.975434, abs=1e-5)
     assert block["mmrv"] == pytest.approx(0.188 / 6)
     assert block["pearson_ci95"][0] <= block["pearson"] <= block["pearson_ci95"][1]
+    assert block["pearson_reason"] is None and block["pearson_ci95_reason"] is None
+    assert block["mmrv_ci95_reason"] is None
+    assert block["bootstrap"]["resamples"] == 300 and block["bootstrap"]["seed"] == 0
     assert block == ranking_agreement(COKE_SIM, COKE_REAL, n_bootstrap=300, seed=0)
+
+
+def test_ranking_agreement_constant_real_rates_give_null_with_reason(tmp_path):
+    block = ranking_agreement([0.1, 0.2, 0.3], [0.05, 0.05, 0.05], n_bootstrap=2000, seed=0)
+    assert block["pearson"] is None
+    assert block["pearson_reason"] == "real success rates are all equal: correlation undefined"
+    assert block["pearson_ci95"] is None
+    assert block["pearson_ci95_reason"].startswith("real success rates are all equal: correlation undefined; ")
+    assert block["bootstrap"]["pearson_skipped"] == 2000
+    assert block["mmrv"] == pytest.approx(0.0)  # ties in real: no pair can be mis-ordered by sim
+    both = ranking_agreement([0.05] * 3, [0.1] * 3, n_bootstrap=100)
+    assert both["pearson"] is None
+    assert both["pearson_reason"] == "sim and real success rates are each all equal: correlation undefined"
+    one = ranking_agreement([0.4], [0.7], n_bootstrap=100)
+    assert one["pearson_reason"] == "fewer than two policies: correlation undefined"
+
+    metrics = new_metrics("p", None, base_seed=0, episodes_per_variant=1)
+    metrics["closed_loop"] = {"in_distribution": {"t": closed_loop_entry([True, False])}}
+    metrics["ranking"] = block
+    written = write_report(metrics, tmp_path)
+    loaded = json.loads(written["metrics_json"].read_text())
+    validate_metrics(loaded)
+    assert loaded["ranking"]["pearson"] is None
+    assert loaded["ranking"]["pearson_reason"] == "real success rates are all equal: correlation undefined"
+    assert loaded["ranking"]["pearson_ci95"] is None and loaded["ranking"]["pearson_ci95_reason"]
+    assert loaded["ranking"]["bootstrap"]["pearson_skipped"] == 2000
+    assert "real success rates are all equal: correlation undefined" in written["report_md"].read_text()
+
+
+def test_ranking_schema_checks_reasons_and_skipped_counts(tmp_path):
+    metrics = new_metrics("p", None, base_seed=0, episodes_per_variant=1)
+    metrics["ranking"] = {
+        "pearson": 0.5,
+        "pearson_reason": "real success rates are all equal: correlation undefined",
+        "pearson_ci95": None,
+        "pearson_ci95_reason": 3,
+        "mmrv": 0.1,
+        "mmrv_ci95": None,
+        "bootstrap": {"resamples": 100, "pearson_skipped": 101, "mmrv_skipped": -1},
+    }
+    problems = "\n".join(metrics_problems(metrics))
+    for needle in (
+        "ranking.pearson_reason: given, but ranking.pearson is not null",
+        "ranking.pearson_ci95_reason: expected a non-empty string or null, got 3",
+        "ranking.bootstrap.pearson_skipped: expected an int in [0, resamples], got 101",
+        "ranking.bootstrap.mmrv_skipped: expected an int in [0, resamples], got -1",
+    ):
+        assert needle in problems, needle
+    # A null value written without a reason gets one in metrics.json.
+    metrics["ranking"] = {"pearson": float("nan"), "pearson_ci95": None, "mmrv": 0.1, "mmrv_ci95": [0.0, 0.2]}
+    loaded = json.loads(write_report(metrics, tmp_path)["metrics_json"].read_text())
+    assert loaded["ranking"]["pearson"] is None and loaded["ranking"]["pearson_reason"]
+    assert loaded["ranking"]["pearson_ci95_reason"] and "mmrv_ci95_reason" not in loaded["ranking"]
+
+
+def test_nan_sim_rate_is_an_error_naming_the_policy():
+    names = ["rt-1", "octo", "openvla"]
+    with pytest.raises(
+        RankingInputError, match=r"^sim success rate of policy 'octo' is nan; expected a finite number in \[0, 1\]$"
+    ):
+        ranking_agreement([0.5, math.nan, 0.2], [0.6, 0.3, 0.1], policies=names)
+    with pytest.raises(
+        RankingInputError, match=r"^sim success rate of policy 'octo' is nan; expected a finite number$"
+    ):
+        pearson_r([0.5, math.nan, 0.2], [0.6, 0.3, 0.1], names=names)
+    with pytest.raises(
+        RankingInputError, match=r"^real success rate of the policy at index 2 is inf; expected a finite"
+    ):
+        mmrv([0.5, 0.4, 0.2], [0.6, 0.3, math.inf])
+    with pytest.raises(RankingInputError, match=r"^sim success rate of the policy at index 1 is nan;"):
+        bootstrap_interval(mmrv, [0.5, math.nan, 0.2], [0.6, 0.3, 0.1], n=10)
+    # The error is a usage error (one clean line, exit 2) and still a ValueError.
+    assert issubclass(RankingInputError, UsageError) and issubclass(RankingInputError, ValueError)
+
+
+def test_rate_outside_unit_interval_is_an_error_naming_the_policy():
+    names = ["rt-1", "octo", "openvla"]
+    with pytest.raises(
+        RankingInputError, match=r"^real success rate of policy 'rt-1' is 1\.2; expected a fraction in \[0, 1\]"
+    ):
+        ranking_agreement([0.5, 0.4, 0.2], [1.2, 0.3, 0.1], policies=names)
+    with pytest.raises(
+        RankingInputError, match=r"^sim success rate of policy 'openvla' is -0\.1; expected a fraction in \[0, 1\]$"
+    ):
+        mmrv([0.5, 0.4, -0.1], [0.6, 0.3, 0.1], names=names)
+    with pytest.raises(
+        RankingInputError, match=r"^real success rate of the policy at index 0 is 85; expected a fraction"
+    ):
+        mmrv([0.5, 0.4, 0.2], [85, 0.3, 0.1])
+    # Inside a bootstrap the full sample is checked first, so the index is the policy's own.
+    with pytest.raises(RankingInputError, match=r"^real success rate of the policy at index 2 is 1\.5;"):
+        bootstrap_interval(mmrv, [0.5, 0.4, 0.2], [0.6, 0.3, 1.5], n=10)
+    with pytest.raises(RankingInputError, match=r"^2 policy names for 3 policies$"):
+        ranking_agreement([0.5, 0.4, 0.2], [0.6, 0.3, 0.1], policies=names[:2])
 
 
 # --------------------------------------------------------------------------------------------

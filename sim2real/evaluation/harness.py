@@ -17,7 +17,12 @@ import numpy as np
 from sim2real.errors import UsageError
 from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION as _SELECTION
 from sim2real.evaluation.closed_loop import NO_MILESTONE, EpisodeResult, evaluate_closed_loop
-from sim2real.evaluation.metrics import categorical_breakdown, factor_breakdown, ranking_agreement
+from sim2real.evaluation.metrics import (
+    RankingInputError,
+    categorical_breakdown,
+    factor_breakdown,
+    ranking_agreement,
+)
 from sim2real.evaluation.report import closed_loop_entry, new_metrics, write_report, write_video
 from sim2real.randomizers import VARIANTS
 from sim2real.randomizers.factors import CATEGORICAL
@@ -191,8 +196,17 @@ def _ranking(config: EvaluationConfig, metrics: dict[str, Any]) -> dict[str, Any
             rates = [t["rate"] for t in source["closed_loop"]["in_distribution"].values()]
             names.append(row["policy"])
             sim.append(float(np.mean(rates)))
-            real.append(float(row["real_success"]))
-    block = ranking_agreement(np.array(sim), np.array(real))
+            try:
+                real.append(float(row["real_success"]))
+            except (TypeError, ValueError):
+                raise EvaluationError(
+                    f"{config.real_success_csv}: real_success of policy {row['policy']!r} is "
+                    f"{row['real_success']!r}; expected a fraction in [0, 1]"
+                ) from None
+    try:
+        block = ranking_agreement(np.array(sim), np.array(real), policies=names)
+    except RankingInputError as error:  # a NaN, infinite or out-of-range rate; the message names the policy
+        raise EvaluationError(f"{config.real_success_csv}: {error}") from error
     block.update(policies=names, sim=sim, real=real)
     return block
 

@@ -36,10 +36,13 @@ from scipy import linalg
 from scipy.spatial.transform import Rotation
 
 from sim2real.datasets.schema import ACTION_NAMES
+from sim2real.errors import UsageError
 
 __all__ = [
     "ActionErrors",
+    "BootstrapInterval",
     "FactorBin",
+    "RankingInputError",
     "SuccessRate",
     "TrajectoryErrors",
     "action_errors",
@@ -231,33 +234,114 @@ def categorical_breakdown(
 # ---------------------------------------------------------------------------------------------
 
 
-def _paired(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+class RankingInputError(UsageError, ValueError):
+    """Success rates that the ranking metrics cannot use: the message names the policy and value."""
+
+
+def _policy_label(index: int, names: Sequence[str] | None) -> str:
+    return f"policy {names[index]!r}" if names is not None else f"the policy at index {index}"
+
+
+def _check_rates(values: np.ndarray, what: str, names: Sequence[str] | None, unit_interval: bool) -> None:
+    """Raise :class:`RankingInputError` for the first NaN/infinite value, or value outside [0, 1]."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        index = int(np.argmax(bad))
+        raise RankingInputError(
+            f"{what} of {_policy_label(index, names)} is {values[index]}; expected a finite number"
+            + (" in [0, 1]" if unit_interval else "")
+        )
+    if unit_interval:
+        bad = (values < 0.0) | (values > 1.0)
+        if bad.any():
+            index = int(np.argmax(bad))
+            raise RankingInputError(
+                f"{what} of {_policy_label(index, names)} is {float(values[index]):g}; expected a fraction in [0, 1]"
+            )
+
+
+def _paired(
+    x: ArrayLike,
+    y: ArrayLike,
+    names: Sequence[str] | None = None,
+    labels: tuple[str, str] = ("sim success rate", "real success rate"),
+    unit_interval: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two checked float64 vectors of one length N >= 1, finite (and in [0, 1] if ``unit_interval``).
+
+    Args:
+        x, y: paired values per policy, shape (N,) each.
+        names: policy names, length N, used in error messages (indices otherwise).
+        labels: what ``x`` and ``y`` are, for error messages.
+        unit_interval: also require every value to be a fraction in [0, 1].
+
+    Raises:
+        RankingInputError: lengths differ, N == 0, a value is NaN or infinite, or (with
+            ``unit_interval``) a value lies outside [0, 1]; the message names the policy.
+    """
     a = np.asarray(x, dtype=np.float64).reshape(-1)
     b = np.asarray(y, dtype=np.float64).reshape(-1)
     if a.shape != b.shape:
-        raise ValueError(f"paired vectors differ in length: {a.size} vs {b.size}")
+        raise RankingInputError(f"paired vectors differ in length: {a.size} vs {b.size}")
     if a.size == 0:
-        raise ValueError("need at least one policy")
+        raise RankingInputError("need at least one policy")
+    if names is not None and len(names) != a.size:
+        raise RankingInputError(f"{len(names)} policy names for {a.size} policies")
+    _check_rates(a, labels[0], names, unit_interval)
+    _check_rates(b, labels[1], names, unit_interval)
     return a, b
 
 
-def pearson_r(x: ArrayLike, y: ArrayLike) -> float:
+def _is_constant(values: np.ndarray) -> bool:
+    """True when the vector has fewer than two distinct values (an exact test, no tolerance)."""
+    return values.size < 2 or float(np.ptp(values)) == 0.0
+
+
+def _pearson_undefined_reason(sim: np.ndarray, real: np.ndarray) -> str | None:
+    """Why Pearson r of ``sim`` and ``real`` (shape (N,) each) is undefined, or None when it is defined."""
+    if sim.size < 2:
+        return "fewer than two policies: correlation undefined"
+    sim_flat, real_flat = _is_constant(sim), _is_constant(real)
+    if sim_flat and real_flat:
+        return "sim and real success rates are each all equal: correlation undefined"
+    if real_flat:
+        return "real success rates are all equal: correlation undefined"
+    if sim_flat:
+        return "sim success rates are all equal: correlation undefined"
+    return None
+
+
+def pearson_r(x: ArrayLike, y: ArrayLike, names: Sequence[str] | None = None) -> float:
     """Pearson correlation coefficient of two paired vectors of shape (N,).
 
-    Returns NaN when it is undefined: fewer than two points, or either vector constant.
+    Returns NaN when it is undefined: fewer than two points, or either vector with fewer than
+    two distinct values (tested exactly, so rounding in the mean cannot turn a constant
+    vector into a tiny nonzero variance and a spurious 0 or ±1).
+
+    Args:
+        x: first vector (the sim success rates in a ranking), shape (N,).
+        y: second vector (the real success rates), shape (N,).
+        names: policy names, length N, for error messages.
+
+    Returns:
+        r in [-1, 1], or NaN.
+
+    Raises:
+        RankingInputError: lengths differ, N == 0, or a value is NaN or infinite (the message
+            names the policy).
     """
-    a, b = _paired(x, y)
-    if a.size < 2:
+    a, b = _paired(x, y, names)
+    if _is_constant(a) or _is_constant(b):
         return math.nan
     a = a - a.mean()
     b = b - b.mean()
     denominator = math.sqrt(float(a @ a) * float(b @ b))
-    if denominator == 0.0:
+    if not denominator > 0.0:
         return math.nan
     return float(np.clip(float(a @ b) / denominator, -1.0, 1.0))
 
 
-def mmrv(sim: ArrayLike, real: ArrayLike) -> float:
+def mmrv(sim: ArrayLike, real: ArrayLike, names: Sequence[str] | None = None) -> float:
     """Mean Maximum Rank Violation between sim and real success rates of N policies.
 
     As defined for SimplerEnv (Li et al., 2024)::
@@ -267,25 +351,67 @@ def mmrv(sim: ArrayLike, real: ArrayLike) -> float:
 
     where ``s`` are the simulated and ``r`` the real success rates. It is 0 when sim orders
     every pair of policies as the real world does, and each mis-ordered pair costs the real
-    performance gap it hides. Lower is better; the range is [0, 1] for rates in [0, 1].
+    performance gap it hides. Lower is better; the range is [0, 1].
 
-    Ties: the indicator uses strict ``<`` in both worlds, so a pair tied in one world and
-    not the other counts as a violation for exactly one of its two policies. SimplerEnv's
-    script writes the mirrored comparison (``>``), which attributes such a pair to the other
-    policy; the two agree whenever neither vector has ties.
+    Ties: the indicator uses strict ``<`` in both worlds, as the paper writes it, so a pair
+    tied in one world and not the other counts as a violation for exactly one of its two
+    policies. SimplerEnv's script writes the mirrored comparison (``>``), which attributes
+    such a pair to the other policy; the two agree whenever neither vector has ties.
 
     Args:
-        sim: simulated success rate per policy, shape (N,).
+        sim: simulated success rate per policy, shape (N,), fractions in [0, 1].
         real: real-world success rate per policy, shape (N,), same policy order.
+        names: policy names, length N, for error messages.
 
     Returns:
         MMRV, a float in [0, max|r_i - r_j|].
+
+    Raises:
+        RankingInputError: lengths differ, N == 0, or a rate is NaN, infinite or outside
+            [0, 1] (the message names the policy).
     """
-    s, r = _paired(sim, real)
+    s, r = _paired(sim, real, names, unit_interval=True)
     sim_less = s[:, None] < s[None, :]
     real_less = r[:, None] < r[None, :]
     violation = np.abs(r[:, None] - r[None, :]) * (sim_less != real_less)
     return float(violation.max(axis=1).mean())
+
+
+@dataclass(frozen=True)
+class BootstrapInterval:
+    """A percentile bootstrap interval and how many resamples it rests on.
+
+    Attributes:
+        interval: ``(low, high)`` in the metric's units, or None when too few resamples are
+            usable (see ``reason``).
+        resamples: number of resamples drawn.
+        skipped: resamples left out: degenerate ones (with ``skip_degenerate``) and ones
+            where the metric is NaN or infinite.
+        reason: why ``interval`` is None; None when it is defined.
+    """
+
+    interval: tuple[float, float] | None
+    resamples: int
+    skipped: int
+    reason: str | None = None
+
+    @property
+    def used(self) -> int:
+        """Resamples the interval was computed from: ``resamples - skipped``."""
+        return self.resamples - self.skipped
+
+    def as_list(self) -> list[float] | None:
+        """``[low, high]`` or None, the metrics.json layout."""
+        return None if self.interval is None else [self.interval[0], self.interval[1]]
+
+
+def _min_usable(confidence: float) -> int:
+    """Fewest usable resamples for a percentile interval: ``2 / (1 - confidence)`` (40 at 95%).
+
+    Below it, the ``(1 - confidence)/2`` quantile falls at or below the smallest value drawn,
+    so an end of the interval would be a single extreme resample.
+    """
+    return max(2, math.ceil(2.0 / (1.0 - confidence) - 1e-9))
 
 
 def bootstrap_interval(
@@ -295,73 +421,119 @@ def bootstrap_interval(
     n: int = 2000,
     seed: int | np.random.Generator = 0,
     confidence: float = 0.95,
-) -> tuple[float, float]:
+    *,
+    skip_degenerate: bool = False,
+    min_usable: int | None = None,
+    names: Sequence[str] | None = None,
+) -> BootstrapInterval:
     """Percentile bootstrap interval of a sim-vs-real metric, resampling policies.
 
     Each of ``n`` resamples draws N policy indices with replacement (the same indices for
-    ``sim`` and ``real``) and evaluates ``metric_fn(sim[idx], real[idx])``. Resamples where
-    the metric is undefined (NaN or infinite, e.g. a constant vector for :func:`pearson_r`)
-    are skipped.
+    ``sim`` and ``real``) and evaluates ``metric_fn(sim[idx], real[idx])``. Skipped, and
+    counted in :attr:`BootstrapInterval.skipped`: resamples where the metric is NaN or
+    infinite, and, with ``skip_degenerate``, resamples in which either vector has fewer than
+    two distinct values (where a correlation is undefined). The metric is first evaluated on
+    the full sample, so an input it rejects is reported with the policy's own position.
 
     Args:
         metric_fn: ``f(sim (N,), real (N,)) -> float``, e.g. :func:`pearson_r` or :func:`mmrv`.
         sim: simulated success rate per policy, shape (N,).
         real: real success rate per policy, shape (N,).
-        n: number of resamples.
+        n: number of resamples, >= 1.
         seed: seed of a fresh ``numpy.random.default_rng``, or a Generator to draw from.
         confidence: coverage of the interval, in (0, 1).
+        skip_degenerate: skip resamples with fewer than two distinct sim or real values.
+        min_usable: fewest usable resamples for an interval; default ``2 / (1 - confidence)``
+            (40 at 95%). With fewer, the interval is None with a reason.
+        names: policy names, length N, for error messages.
 
     Returns:
-        ``(low, high)``, the ``(1-confidence)/2`` and ``(1+confidence)/2`` quantiles of the
-        defined resampled values; ``(nan, nan)`` when no resample is defined.
+        :class:`BootstrapInterval` whose interval is the ``(1-confidence)/2`` and
+        ``(1+confidence)/2`` quantiles of the usable resampled values.
+
+    Raises:
+        RankingInputError: a value is NaN or infinite, or ``metric_fn`` rejects the input.
+        ValueError: ``n < 1`` or ``confidence`` outside (0, 1).
     """
-    s, r = _paired(sim, real)
+    s, r = _paired(sim, real, names)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     _z_score(confidence)  # validates confidence
+    needed = _min_usable(confidence) if min_usable is None else max(1, int(min_usable))
+    metric_fn(s, r)  # input errors name the policy's position in the full sample
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     indices = rng.integers(0, s.size, size=(n, s.size))
-    values = np.array([metric_fn(s[idx], r[idx]) for idx in indices], dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return math.nan, math.nan
+    keep = np.ones(n, dtype=bool)
+    if skip_degenerate:
+        keep &= (np.ptp(s[indices], axis=1) > 0.0) & (np.ptp(r[indices], axis=1) > 0.0)
+    values = np.full(n, np.nan)
+    for k in np.flatnonzero(keep):
+        values[k] = metric_fn(s[indices[k]], r[indices[k]])
+    keep &= np.isfinite(values)
+    used = int(keep.sum())
+    skipped = n - used
+    if used < needed:
+        what = "have two or more distinct sim and real values" if skip_degenerate else "give a finite value"
+        reason = f"only {used} of {n} bootstrap resamples {what}; an interval needs at least {needed}"
+        return BootstrapInterval(None, n, skipped, reason)
     alpha = 1.0 - confidence
-    low, high = np.quantile(values, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return float(low), float(high)
+    low, high = np.quantile(values[keep], [alpha / 2.0, 1.0 - alpha / 2.0])
+    return BootstrapInterval((float(low), float(high)), n, skipped)
 
 
 def ranking_agreement(
-    sim: ArrayLike, real: ArrayLike, n_bootstrap: int = 2000, seed: int = 0, confidence: float = 0.95
+    sim: ArrayLike,
+    real: ArrayLike,
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    policies: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Pearson r and MMRV with bootstrap intervals: the ``ranking`` block of metrics.json.
 
     Args:
-        sim: simulated success rate per policy, shape (N,).
-        real: real success rate per policy, shape (N,).
+        sim: simulated success rate per policy, shape (N,), fractions in [0, 1].
+        real: real success rate per policy, shape (N,), fractions in [0, 1].
         n_bootstrap: bootstrap resamples per metric.
         seed: base seed; Pearson and MMRV use independent streams spawned from it.
         confidence: coverage of both intervals.
+        policies: policy names, length N, for error messages.
 
     Returns:
-        ``{pearson, pearson_ci95, mmrv, mmrv_ci95}``; undefined values are ``None``.
+        ``{pearson, pearson_reason, pearson_ci95, pearson_ci95_reason, mmrv, mmrv_ci95,
+        mmrv_ci95_reason, bootstrap}``. An undefined value is ``None`` and its ``*_reason``
+        says why (None when the value is defined). ``bootstrap`` is ``{resamples, confidence,
+        seed, pearson_skipped, mmrv_skipped}``: Pearson skips resamples with fewer than two
+        distinct sim or real rates, where the correlation is undefined.
+
+    Raises:
+        RankingInputError: lengths differ, N == 0, or a rate is NaN, infinite or outside
+            [0, 1]; the message names the policy.
     """
-    s, r = _paired(sim, real)
+    s, r = _paired(sim, real, policies, unit_interval=True)
     pearson_rng, mmrv_rng = (np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(2))
-    pearson = pearson_r(s, r)
-    pearson_ci = bootstrap_interval(pearson_r, s, r, n=n_bootstrap, seed=pearson_rng, confidence=confidence)
+    pearson_reason = _pearson_undefined_reason(s, r)
+    pearson = None if pearson_reason is not None else pearson_r(s, r)
+    pearson_ci = bootstrap_interval(
+        pearson_r, s, r, n=n_bootstrap, seed=pearson_rng, confidence=confidence, skip_degenerate=True
+    )
+    pearson_ci_reason = "; ".join(part for part in (pearson_reason, pearson_ci.reason) if part) or None
     mmrv_ci = bootstrap_interval(mmrv, s, r, n=n_bootstrap, seed=mmrv_rng, confidence=confidence)
-
-    def finite(value: float) -> float | None:
-        return value if math.isfinite(value) else None
-
-    def interval(pair: tuple[float, float]) -> list[float] | None:
-        return [pair[0], pair[1]] if all(math.isfinite(v) for v in pair) else None
-
     return {
-        "pearson": finite(pearson),
-        "pearson_ci95": interval(pearson_ci),
+        "pearson": pearson,
+        "pearson_reason": pearson_reason,
+        "pearson_ci95": pearson_ci.as_list(),
+        "pearson_ci95_reason": pearson_ci_reason,
         "mmrv": mmrv(s, r),
-        "mmrv_ci95": interval(mmrv_ci),
+        "mmrv_ci95": mmrv_ci.as_list(),
+        "mmrv_ci95_reason": mmrv_ci.reason,
+        "bootstrap": {
+            "resamples": int(n_bootstrap),
+            "confidence": float(confidence),
+            "seed": int(seed),
+            "pearson_skipped": pearson_ci.skipped,
+            "mmrv_skipped": mmrv_ci.skipped,
+        },
     }
 
 

@@ -36,13 +36,18 @@ success rates, percentile bootstrap for ranking metrics)::
       "ranking": null | {                           # sim-vs-real agreement over policies
         "pearson": float | null, "pearson_ci95": [float, float] | null,
         "mmrv": float, "mmrv_ci95": [float, float] | null,
+        # "<key>_reason": str | null next to pearson, pearson_ci95 and mmrv_ci95: why the
+        #   value is null (e.g. "real success rates are all equal: correlation undefined")
+        # optional: "bootstrap": {"resamples": int, "confidence": float, "seed": int,
+        #   "pearson_skipped": int, "mmrv_skipped": int}   # resamples left out of each CI
         # optional: "policies": [str], "sim": [float], "real": [float]
       },
       "reference_rows": {"<policy name>": {"<variant>": float}}   # rates of other policies
     }
 
 Extra keys are allowed anywhere (readers ignore what they do not know); the required ones
-are checked by :func:`validate_metrics`. Non-finite floats are written as ``null``.
+are checked by :func:`validate_metrics`. Non-finite floats are written as ``null``; a ranking
+value written as ``null`` always has its ``<key>_reason``.
 
 :func:`write_report` writes, into one folder: ``metrics.json``, ``report.md`` (tables and
 embedded plots), ``success_per_variant.png``, ``factors.png`` (when factors exist),
@@ -208,6 +213,51 @@ def _check_stages(entry: Mapping[str, Any], where: str, problems: list[str]) -> 
         problems.append(f"{where}.stages: counts sum to {sum(stages.values())}, trials is {entry['trials']}")
 
 
+#: ranking values that may be null, each with a ``<key>_reason`` string next to it
+_RANKING_NULLABLE = ("pearson", "pearson_ci95", "mmrv_ci95")
+
+
+def _check_ranking_reasons(ranking: Mapping[str, Any], problems: list[str]) -> None:
+    for key in _RANKING_NULLABLE:
+        reason_key = f"{key}_reason"
+        if reason_key not in ranking:
+            continue
+        reason = ranking[reason_key]
+        if not (reason is None or (isinstance(reason, str) and reason)):
+            problems.append(f"ranking.{reason_key}: expected a non-empty string or null, got {reason!r}")
+        elif reason is not None and ranking.get(key) is not None:
+            problems.append(f"ranking.{reason_key}: given, but ranking.{key} is not null")
+
+
+def _check_ranking_bootstrap(ranking: Mapping[str, Any], problems: list[str]) -> None:
+    if "bootstrap" not in ranking:
+        return
+    block = ranking["bootstrap"]
+    if not isinstance(block, Mapping):
+        problems.append("ranking.bootstrap: expected an object")
+        return
+    resamples = block.get("resamples")
+    if not (_is_int(resamples) and resamples >= 1):
+        problems.append(f"ranking.bootstrap.resamples: expected an int >= 1, got {resamples!r}")
+        resamples = None
+    for key in ("pearson_skipped", "mmrv_skipped"):
+        if key not in block:
+            continue
+        skipped = block[key]
+        if not (_is_int(skipped) and skipped >= 0 and (resamples is None or skipped <= resamples)):
+            problems.append(f"ranking.bootstrap.{key}: expected an int in [0, resamples], got {skipped!r}")
+
+
+def _fill_ranking_reasons(metrics: dict[str, Any]) -> None:
+    """Give every null ranking value a ``<key>_reason`` (in place, on a plain-JSON copy)."""
+    ranking = metrics.get("ranking")
+    if not isinstance(ranking, dict):
+        return
+    for key in _RANKING_NULLABLE:
+        if key in ranking and ranking[key] is None and not ranking.get(f"{key}_reason"):
+            ranking[f"{key}_reason"] = "not computed, or not a finite number"
+
+
 def metrics_problems(metrics: Any) -> list[str]:
     """Every way ``metrics`` departs from the schema (empty list: valid). See the module doc.
 
@@ -332,6 +382,8 @@ def metrics_problems(metrics: Any) -> list[str]:
             for key in ("pearson_ci95", "mmrv_ci95"):
                 if ranking.get(key) is not None:
                     _check_interval(ranking[key], f"ranking.{key}", problems, unit=False)
+            _check_ranking_reasons(ranking, problems)
+            _check_ranking_bootstrap(ranking, problems)
 
     rows = metrics.get("reference_rows")
     if "reference_rows" in metrics:
@@ -811,6 +863,20 @@ def _ranking_section(metrics: Mapping[str, Any]) -> list[str]:
         ["MMRV (lower is better)", _num(ranking.get("mmrv")), _ci(ranking.get("mmrv_ci95"))],
     ]
     lines += _table(["metric", "value", "bootstrap 95% CI"], rows)
+    notes = [
+        f"- {label}: {ranking[f'{key}_reason']}"
+        for key, label in (("pearson", "Pearson r"), ("pearson_ci95", "Pearson CI"), ("mmrv_ci95", "MMRV CI"))
+        if ranking.get(key) is None and ranking.get(f"{key}_reason")
+    ]
+    bootstrap = ranking.get("bootstrap")
+    if isinstance(bootstrap, Mapping) and _is_int(bootstrap.get("resamples")):
+        notes.append(
+            f"- Bootstrap: {bootstrap['resamples']} resamples of the policies; skipped for Pearson "
+            f"(fewer than two distinct sim or real rates): {bootstrap.get('pearson_skipped', '–')}, "
+            f"for MMRV: {bootstrap.get('mmrv_skipped', '–')}"
+        )
+    if notes:
+        lines += [*notes, ""]
     policies, sim, real = ranking.get("policies"), ranking.get("sim"), ranking.get("real")
     if policies and sim and real and len(policies) == len(sim) == len(real):
         lines += _table(
@@ -899,6 +965,7 @@ def write_report(
         MetricsValidationError: ``metrics`` does not follow the schema (nothing is written).
     """
     clean = _jsonable(metrics)
+    _fill_ranking_reasons(clean)
     validate_metrics(clean)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
