@@ -324,12 +324,18 @@ def _is_storage_failure(error: BaseException) -> bool:
     return any(reason in text for reason in ("no space left on device", "read-only file system", "errno = 28"))
 
 
-def _storage_failure(error: BaseException, path: Path) -> StorageError:
-    reason = "no space left on device" if "space" in str(error).lower() or "28" in str(error) else None
-    converted = storage_error(error, path) if isinstance(error, OSError) else None
-    if converted is not None:
-        return converted
-    return StorageError(28, f"{path}: {reason or 'read-only file system'} ({str(error).splitlines()[0]})")
+def _storage_failure(error: BaseException, root: Path, shard: int) -> StorageError:
+    """One line for a full or read-only device: which, the path, and how to go on."""
+    text = str(error).lower()
+    errno_value = error.errno if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS else None
+    if errno_value is None:
+        errno_value = 28 if "space" in text or "errno = 28" in text else 30
+    reason = STORAGE_ERRNOS[errno_value]
+    return StorageError(
+        errno_value,
+        f"{root}: {reason} while writing shard {shard}; its partial files were removed: "
+        "make room (or a writable output_dir) and rerun the same command to resume",
+    )
 
 
 def run_shard(job: ShardJob, progress: Any = None) -> dict[str, Any]:
@@ -371,7 +377,7 @@ def _write_shard(config: GenerationConfig, root: Path, shard: int, progress: Any
             _remove(paths[name])
         if _is_storage_failure(error):
             close_process_backends()
-            raise _storage_failure(error, root) from None
+            raise _storage_failure(error, root, shard) from None
         _PROCESS_BACKENDS.pop(_backend_key(config.backend, _backend_config(config)), None)
         raise
     return record

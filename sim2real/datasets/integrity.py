@@ -108,10 +108,10 @@ def _compare_files(path: Path, recorded: dict[str, Any]) -> str | None:
         for name, crc in expected.items():
             if per_file[name] != crc:
                 return f"{name}: CRC-32C {per_file[name]}, the manifest says {crc}"
+    if size < int(recorded.get("bytes", size)):
+        return f"truncated: {size} bytes, the manifest says {recorded['bytes']}"
     if whole != recorded["crc32c"]:
-        return f"CRC-32C {whole}, the manifest says {recorded['crc32c']}" + (
-            f"; {size} bytes, the manifest says {recorded['bytes']}" if size != recorded.get("bytes") else ""
-        )
+        return f"CRC-32C {whole}, the manifest says {recorded['crc32c']}"
     return None
 
 
