@@ -7,7 +7,9 @@ markdown report, plots and videos (it imports matplotlib only when it draws).
 
 from sim2real.evaluation.metrics import (
     ActionErrors,
+    BootstrapInterval,
     FactorBin,
+    RankingInputError,
     SuccessRate,
     TrajectoryErrors,
     action_errors,
@@ -29,7 +31,9 @@ from sim2real.evaluation.metrics import (
 
 __all__ = [
     "ActionErrors",
+    "BootstrapInterval",
     "FactorBin",
+    "RankingInputError",
     "SuccessRate",
     "TrajectoryErrors",
     "action_errors",
