@@ -496,7 +496,8 @@ def _clean_leftovers(root: Path, run: RunState) -> int:
             finally:
                 if claim is not None:
                     claim.release()
-    for temp in sorted(root.rglob(".*.tmp-*")):
+    folders = {root, root / SHARD_RECORDS_DIR, *(p.parent for p in run.locate(0).values())}
+    for temp in sorted(t for folder in folders if folder.is_dir() for t in folder.glob(".*.tmp-*")):
         pid = temp.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not _pid_alive(int(pid)):
             _remove(temp)
