@@ -14,6 +14,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from sim2real.entrypoint import schema_defaults
 from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION as _SELECTION
 
 
@@ -42,6 +43,7 @@ class RankingSchema:
 class EvaluateSchema:
     """The typed schema hydra checks every override against."""
 
+    defaults: list[Any] = field(default_factory=schema_defaults)
     policy: PolicySchema = field(default_factory=PolicySchema)
     variants: list[str] = field(default_factory=lambda: ["in_distribution"])
     tasks: list[str] = field(default_factory=lambda: ["pick_place", "push", "stack"])

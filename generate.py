@@ -13,11 +13,14 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from sim2real.entrypoint import schema_defaults
+
 
 @dataclass
 class GenerateSchema:
     """The typed schema hydra checks every override against (a wrong key or type fails at once)."""
 
+    defaults: list[Any] = field(default_factory=schema_defaults)
     task: str = "pick_place"
     split: str = "train"
     num_episodes: int = 200
