@@ -13,9 +13,10 @@ Layout of ``<path>/``::
     optimizer.safetensors         optimiser state tensors, torch RNG states, named generator states
     trainer_state.json            step, optimiser hyper-parameters, scheduler state, EMA count, extra JSON
 
-A checkpoint is written to a temporary sibling folder and renamed into place, so an
-interrupted save never damages the previous checkpoint at the same path. In distributed
-training, save from rank 0 only.
+A checkpoint is written to a temporary sibling folder (``.<name>.tmp-<pid>``) and renamed into
+place, so an interrupted save never damages the previous checkpoint at the same path; a save
+killed mid-write leaves its temporary folder, which :func:`remove_stale_temporaries` removes once
+its process is gone. In distributed training, save from rank 0 only.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ import torch
 from torch import nn
 
 from sim2real import __version__
+from sim2real.errors import DataIntegrityError, Sim2RealError
 from sim2real.policies.language import MiniLMTextEncoder
 from sim2real.policies.registry import POLICIES
 from sim2real.policies.tokenizer import ActionTokenizer
@@ -62,8 +65,14 @@ def _v1_to_v2(meta: dict[str, Any]) -> dict[str, Any]:
 MIGRATIONS: dict[int, Any] = {1: _v1_to_v2}
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(Sim2RealError, RuntimeError):
     """A checkpoint cannot be used here; the message names the path and the mismatch."""
+
+    exit_code = 1
+
+
+class CorruptCheckpointError(CheckpointError, DataIntegrityError):
+    """A checkpoint file that is truncated or corrupt; the message names the file."""
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
@@ -154,11 +163,15 @@ def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: dic
 
 
 def _load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint file not found: {path}")
-    return load_file(str(path), device=str(device))
+    try:
+        return load_file(str(path), device=str(device))
+    except SafetensorError as error:
+        raise CorruptCheckpointError(f"{path}: truncated or corrupt safetensors file ({error})") from None
 
 
 # ---------------------------------------------------------------------------------- save
@@ -200,7 +213,7 @@ def save_checkpoint(
     name = _policy_name(bare)
     config = bare.config  # type: ignore[attr-defined]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp = _work_folder(path, _TEMPORARY)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -283,16 +296,61 @@ def _save_training_state(
     _write_json(folder / TRAINER_STATE_FILE, state)
 
 
+#: the sibling folders a save works in: ``.<name>.tmp-<pid>`` (being written) and
+#: ``.<name>.old-<pid>`` (the checkpoint it replaces, until the new one is in place)
+_TEMPORARY, _REPLACED = "tmp", "old"
+_WORK_FOLDER = re.compile(rf"\.(?P<name>.+)\.(?P<kind>{_TEMPORARY}|{_REPLACED})-(?P<pid>\d+)")
+
+
+def _work_folder(target: Path, kind: str) -> Path:
+    return target.parent / f".{target.name}.{kind}-{os.getpid()}"
+
+
 def _replace_dir(new: Path, target: Path) -> None:
     old = None
     if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        old = _work_folder(target, _REPLACED)
         if old.exists():
             shutil.rmtree(old)
         target.rename(old)
     new.rename(target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process ``pid`` runs here (this process counts as gone: it has no save under way)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Remove the work folders of saves into ``folder`` whose process is gone; return how many.
+
+    A save killed mid-write leaves ``.<name>.tmp-<pid>``: it is deleted. One killed between
+    moving the old checkpoint aside and moving the new one in leaves ``.<name>.old-<pid>`` and no
+    ``<name>``: the old checkpoint is put back. Call it before this process saves into ``folder``.
+    """
+    folder = Path(folder)
+    removed = 0
+    for entry in sorted(folder.glob(".*")):
+        match = _WORK_FOLDER.fullmatch(entry.name)
+        if match is None or not entry.is_dir() or not _process_gone(int(match["pid"])):
+            continue
+        original = folder / match["name"]
+        if match["kind"] == _REPLACED and not original.exists():
+            entry.rename(original)
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 # ---------------------------------------------------------------------------------- load
