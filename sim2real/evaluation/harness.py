@@ -78,21 +78,17 @@ def validate(config: EvaluationConfig) -> None:
 
 
 def _check_checkpoint(config: EvaluationConfig) -> None:
-    """The checkpoint exists, acts in the env's 7-D layout, and fits the action-selection options."""
+    """The checkpoint loads whole (weights included), acts in the env's 7-D layout, and fits the
+    action-selection options; a file that does not load is named before any rollout."""
     checkpoint = config.checkpoint
     if not checkpoint:
         raise EvaluationError("policy=vla needs policy.checkpoint=<checkpoint folder>")
-    from sim2real.policies.checkpoint import read_meta
-
-    meta = read_meta(checkpoint)  # raises a clear error for a missing or broken checkpoint
-    layout = meta.get("action_dim", meta.get("config", {}).get("action_dim", 7))
-    if int(layout) != 7:
-        raise EvaluationError(
-            f"{checkpoint}: the policy outputs {layout}-D actions; the env takes 7-D end-effector deltas"
-        )
+    if not Path(checkpoint).exists():
+        raise EvaluationError(f"policy.checkpoint={checkpoint}: no such checkpoint folder")
+    from sim2real.policies.checkpoint import load_checkpoint
     from sim2real.policies.inference import check_action_selection
 
-    chunk = int(meta.get("config", {}).get("chunk", 1))
+    chunk = load_checkpoint(checkpoint, expected_action_dim=7).config.chunk
     try:
         check_action_selection(chunk, config.execute_steps, config.temporal_ensemble, config.decoding, "policy.")
     except ValueError as error:
