@@ -8,14 +8,16 @@ torchrun --nproc_per_node=2 train.py data.path=... output_dir=runs/ddp   # multi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from sim2real.entrypoint import schema_defaults
 from sim2real.policies.vla.config import VLAConfig
-from sim2real.training.config import TrainConfig
+from sim2real.training.config import TrainConfig, from_settings
 
 _D = TrainConfig  # the defaults (class attributes of the dataclass)
 
@@ -31,6 +33,7 @@ class DataSchema:
     successful_only: bool = _D.successful_only
     workers: int | None = _D.loader_workers
     batch_size: int = _D.batch_size
+    cache_dir: str | None = _D.cache_dir
 
 
 @dataclass
@@ -61,6 +64,7 @@ class FinetuneSchema:
 class TrainSchema:
     """The typed schema hydra checks every override against."""
 
+    defaults: list[Any] = field(default_factory=schema_defaults)
     output_dir: str = _D.output_dir
     data: DataSchema = field(default_factory=DataSchema)
     model: VLAConfig = field(default_factory=VLAConfig)
@@ -78,20 +82,8 @@ def main(cfg: DictConfig) -> None:
 
     raw = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(raw, dict)
-    output_dir = raw["output_dir"]
-    if HydraConfig.get().mode.name == "MULTIRUN":
-        output_dir = HydraConfig.get().runtime.output_dir
-    data, optim = raw["data"], raw["train"]
-    config = TrainConfig(
-        data_path=data["path"], output_dir=output_dir, cameras=tuple(data["cameras"]), history=data["history"],
-        chunk=data["chunk"], max_episodes=data["max_episodes"], val_fraction=data["val_fraction"],
-        successful_only=data["successful_only"],
-        loader_workers=data["workers"], batch_size=data["batch_size"],
-        model={k: v for k, v in raw["model"].items() if k not in ("cameras", "history", "chunk")},
-        finetune_from=raw["finetune"]["init_from"], finetune_mode=raw["finetune"]["mode"], progress=raw["progress"],
-        **optim,
-    )  # fmt: skip
-    summary = train(config)
+    sweep = HydraConfig.get().mode.name == "MULTIRUN"
+    summary = train(from_settings(raw, output_dir=HydraConfig.get().runtime.output_dir if sweep else None))
     if "val" not in summary:  # a non-zero rank under torchrun
         return
     val = summary["val"]

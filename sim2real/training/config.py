@@ -6,7 +6,8 @@ These are the training defaults; ``train.py``'s hydra schema takes its defaults 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -26,6 +27,7 @@ class TrainConfig:
     successful_only: bool = False  # train and validate on the episodes marked successful only
     loader_workers: int | None = None  # None: 0 when training on the CPU, else min(8, CPUs // 2)
     batch_size: int = 64
+    cache_dir: str | None = None  # the training cache's folder; None: beside the dataset
     model: dict[str, Any] = field(default_factory=dict)
     max_steps: int = 2000
     lr: float = 3e-4
@@ -44,3 +46,38 @@ class TrainConfig:
     finetune_from: str | None = None
     finetune_mode: str = "head"
     progress: bool = True
+
+
+#: where a field sits in ``train.py``'s hydra config when not under ``train.``
+SETTING_KEYS = {
+    "data_path": "data.path", "cameras": "data.cameras", "history": "data.history", "chunk": "data.chunk",
+    "max_episodes": "data.max_episodes", "val_fraction": "data.val_fraction",
+    "successful_only": "data.successful_only", "loader_workers": "data.workers", "batch_size": "data.batch_size",
+    "cache_dir": "data.cache_dir", "model": "model", "finetune_from": "finetune.init_from",
+    "finetune_mode": "finetune.mode", "output_dir": "output_dir", "progress": "progress",
+}  # fmt: skip
+#: model settings that come from ``data.*`` (one value for the data and the model)
+MODEL_FROM_DATA = ("cameras", "history", "chunk")
+
+
+def setting_key(name: str) -> str:
+    """The hydra key of a field: ``max_steps`` -> ``train.max_steps``, ``model.cameras`` -> ``data.cameras``."""
+    if name.startswith("model.") and name.removeprefix("model.") in MODEL_FROM_DATA:
+        return SETTING_KEYS[name.removeprefix("model.")]
+    return SETTING_KEYS.get(name, name if name.startswith("model.") else f"train.{name}")
+
+
+def from_settings(settings: Mapping[str, Any], output_dir: str | None = None) -> TrainConfig:
+    """The :class:`TrainConfig` of ``train.py``'s resolved hydra settings; ``output_dir`` replaces
+    the setting (a sweep's job folder)."""
+    values: dict[str, Any] = {}
+    for item in fields(TrainConfig):
+        node: Any = settings
+        for part in setting_key(item.name).split("."):
+            node = node[part]
+        values[item.name] = node
+    values["cameras"] = tuple(values["cameras"])
+    values["model"] = {k: v for k, v in values["model"].items() if k not in MODEL_FROM_DATA}
+    if output_dir is not None:
+        values["output_dir"] = output_dir
+    return TrainConfig(**values)

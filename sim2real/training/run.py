@@ -9,12 +9,17 @@ so a killed run restarted with the same command continues the same loss curve.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import importlib.util
 import json
+import logging
+import math
 import os
+import re
 import sys
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,12 +30,25 @@ from torch.utils.data import Sampler
 
 from sim2real.datasets.torch_dataset import BatchLoader, ChunkedEpisodeDataset, split_episodes
 from sim2real.datasets.training_cache import TrainingData, load_training_data
+from sim2real.entrypoint import check_writable_folder
+from sim2real.errors import Sim2RealError, StorageError, UsageError, storage_error
 from sim2real.rollout import derived_seed
-from sim2real.training.config import TrainConfig
+from sim2real.training.config import MODEL_FROM_DATA, TrainConfig, setting_key
+
+log = logging.getLogger(__name__)
+
+#: ``finetune.mode`` values (:func:`sim2real.policies.training.freeze_for_finetune`)
+FINETUNE_MODES = ("head", "lora")
 
 
-class TrainingError(RuntimeError):
-    """A training run that cannot start or continue; the message says why and what is kept."""
+class TrainingError(Sim2RealError, RuntimeError):
+    """A training run that cannot continue; the message says why and what is kept."""
+
+
+class TrainSettingError(TrainingError, UsageError):
+    """A setting that cannot work, found before any work; names the key, the value and what is allowed."""
+
+    exit_code = 2
 
 
 class StepBatchSampler(Sampler[list[int]]):
@@ -61,16 +79,28 @@ def loader_workers(requested: int | None, device: torch.device) -> int:
     ``min(8, CPUs // 2)`` beside an accelerator."""
     if requested is not None:
         if requested < 0:
-            raise TrainingError(f"data.workers={requested}: expected >= 0, or null for the default")
+            raise TrainSettingError(f"data.workers={requested}: expected >= 0, or null for the default")
         return requested
     return 0 if device.type == "cpu" else min(8, (os.cpu_count() or 2) // 2)
 
 
 def _device(name: str) -> torch.device:
+    """The device ``train.device`` names, refused when it does not exist here."""
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if name == "auto":
         return torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    allowed = "expected auto, cpu, cuda or cuda:<index>"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TrainSettingError(f"train.device={name}: {allowed}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainSettingError(f"train.device={name}: no CUDA device is available here; use train.device=auto or cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise TrainSettingError(f"train.device={name}: this machine has {torch.cuda.device_count()} CUDA devices")
+    if device.type not in ("cpu", "cuda"):
+        raise TrainSettingError(f"train.device={name}: {allowed}")
+    return device
 
 
 def _distributed(device: torch.device) -> tuple[int, int]:
@@ -90,14 +120,7 @@ def _distributed(device: torch.device) -> tuple[int, int]:
 def _build_model(config: TrainConfig, stats: dict[str, np.ndarray]) -> Any:
     from sim2real.policies.vla import VLAConfig, VLAModel
 
-    try:
-        model_config = VLAConfig(cameras=config.cameras, history=config.history, chunk=config.chunk, **config.model)
-    except TypeError as error:
-        import dataclasses
-
-        known = sorted(f.name for f in dataclasses.fields(VLAConfig))
-        raise TrainingError(f"model: {error}; known model settings: {known}") from None
-    model = VLAModel(model_config)
+    model = VLAModel(VLAConfig(cameras=config.cameras, history=config.history, chunk=config.chunk, **config.model))
     model.set_normalization(stats)
     return model
 
@@ -109,8 +132,10 @@ def _finetune(config: TrainConfig, model: Any) -> dict[str, int]:
     source = load_checkpoint(config.finetune_from, expected_cameras=config.cameras)
     missing, unexpected = model.load_state_dict(source.model.state_dict(), strict=False)
     if unexpected or [k for k in missing if "lora" not in k]:
-        raise TrainingError(f"{config.finetune_from}: weights do not fit this model (missing {missing[:3]}, "
-                            f"unexpected {unexpected[:3]}); use the same model settings")  # fmt: skip
+        raise TrainSettingError(
+            f"finetune.init_from={config.finetune_from}: weights do not fit this model "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); use its model settings"
+        )
     return freeze_for_finetune(model, config.finetune_mode)
 
 
@@ -120,8 +145,9 @@ def _checkpoint_dir(config: TrainConfig) -> Path:
 
 #: settings a resumed run may change; any other change starts a different run
 RESUMABLE_CHANGES = frozenset(
-    {"max_steps", "loader_workers", "val_every", "val_batches", "checkpoint_every", "log_every", "device", "progress"}
-)
+    {"max_steps", "loader_workers", "val_every", "val_batches", "checkpoint_every", "log_every", "device", "progress",
+     "cache_dir"}
+)  # fmt: skip
 
 
 def _check_resume_settings(config: TrainConfig) -> None:
@@ -138,10 +164,125 @@ def _check_resume_settings(config: TrainConfig) -> None:
     )
     if changed:
         detail = ", ".join(f"{k} {previous.get(k)!r} -> {current.get(k)!r}" for k in changed)
-        raise TrainingError(
-            f"{previous_path.parent} holds a run started with other settings ({detail}); "
+        raise TrainSettingError(
+            f"output_dir={config.output_dir}: holds a run started with other settings ({detail}); "
             "use another output_dir, or the same settings to resume it"
         )
+
+
+def _show(value: Any) -> str:
+    """A setting's value as written on the command line."""
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+#: (field, test, what is allowed) for the settings that need no other setting to be checked
+_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("max_steps", lambda v: v >= 1, "expected an integer >= 1"),
+    ("lr", lambda v: math.isfinite(v) and v > 0, "expected a learning rate > 0"),
+    ("weight_decay", lambda v: math.isfinite(v) and v >= 0, "expected >= 0"),
+    ("warmup_steps", lambda v: v >= 0, "expected an integer >= 0"),
+    ("grad_clip", lambda v: v >= 0, "expected a gradient norm > 0, or 0 for no clipping"),
+    ("ema_decay", lambda v: 0 <= v < 1, "expected a decay in [0, 1)"),
+    ("augment_shift", lambda v: v >= 0, "expected pixels >= 0"),
+    ("val_every", lambda v: v >= 1, "expected an integer >= 1"),
+    ("val_batches", lambda v: v >= 1, "expected an integer >= 1"),
+    ("checkpoint_every", lambda v: v >= 1, "expected an integer >= 1"),
+    ("log_every", lambda v: v >= 1, "expected an integer >= 1"),
+    ("seed", lambda v: v >= 0, "expected an integer >= 0"),
+    ("batch_size", lambda v: v >= 1, "expected an integer >= 1"),
+    ("val_fraction", lambda v: 0 <= v < 1, "expected a fraction in [0, 1)"),
+    ("history", lambda v: v >= 1, "expected observation frames >= 1"),
+    ("chunk", lambda v: v >= 1, "expected future actions >= 1"),
+    ("max_episodes", lambda v: v is None or v >= 1, "expected >= 1, or null for every episode"),
+    ("cameras", lambda v: len(v) > 0 and len(set(v)) == len(v), "expected one or more camera names, each once"),
+    ("finetune_mode", lambda v: v in FINETUNE_MODES, f"expected one of {', '.join(FINETUNE_MODES)}"),
+)
+
+
+def _check_values(config: TrainConfig) -> None:
+    for name, test, allowed in _RULES:
+        value = getattr(config, name)
+        if not test(value):
+            raise TrainSettingError(f"{setting_key(name)}={_show(value)}: {allowed}")
+
+
+def _check_model(config: TrainConfig) -> None:
+    """The model settings build a :class:`VLAConfig`, and the files and packages it needs are here."""
+    from sim2real.policies.language import LanguageEncoderUnavailableError, minilm_model_path
+    from sim2real.policies.vla import VLAConfig
+
+    known = sorted(f.name for f in dataclasses.fields(VLAConfig) if f.name not in MODEL_FROM_DATA)
+    for key in sorted(set(config.model) - set(known)):
+        if key in MODEL_FROM_DATA:
+            raise TrainSettingError(f"model.{key}: set {setting_key(key)} instead (one value for data and model)")
+        raise TrainSettingError(f"model.{key}: not a model setting; known model settings: {known}")
+    values = {**config.model, "cameras": config.cameras, "history": config.history, "chunk": config.chunk}
+    try:
+        model = VLAConfig(**values)
+    except ValueError as error:
+        named = [k for k in values if re.search(rf"\b{k}\b", str(error))]
+        keys = ", ".join(f"{setting_key(f'model.{k}')}={_show(values[k])}" for k in named) or "model"
+        raise TrainSettingError(f"{keys}: {error}") from None
+    if model.vision_weights and not Path(model.vision_weights).is_file():
+        raise TrainSettingError(f"model.vision_weights={model.vision_weights}: no such file")
+    if model.language == "minilm":
+        try:
+            minilm_model_path()
+        except LanguageEncoderUnavailableError as error:
+            raise TrainSettingError(f"model.language=minilm: {error}") from None
+
+
+def _check_paths(config: TrainConfig) -> None:
+    """The dataset and the checkpoint to start from exist; the output and cache folders can be written."""
+    if not Path(config.data_path).exists():
+        raise TrainSettingError(f"data.path={config.data_path}: no such file or directory")
+    check_writable_folder("output_dir", config.output_dir)
+    if config.cache_dir is not None:
+        check_writable_folder("data.cache_dir", config.cache_dir)
+    if config.finetune_from is not None:
+        from sim2real.policies.checkpoint import CheckpointError, read_meta
+
+        try:
+            cameras = read_meta(config.finetune_from).get("cameras", [])
+        except CheckpointError as error:
+            raise TrainSettingError(f"finetune.init_from={config.finetune_from}: {error}") from None
+        if list(cameras) != list(config.cameras):
+            raise TrainSettingError(f"finetune.init_from={config.finetune_from}: the checkpoint uses cameras "
+                                    f"{list(cameras)}, data.cameras={_show(config.cameras)}; use the same")  # fmt: skip
+    if config.finetune_mode == "lora" and importlib.util.find_spec("peft") is None:
+        raise TrainSettingError("finetune.mode=lora: needs the peft package: pip install 'sim2real[train]'")
+
+
+def check_settings(config: TrainConfig) -> tuple[torch.device, int]:
+    """Check every setting before any work; return the device and the number of loader processes.
+
+    Raises :class:`TrainSettingError` (or :class:`~sim2real.errors.UsageError` for a folder that
+    cannot be written) naming the first bad setting, its value and what is allowed.
+    """
+    _check_values(config)
+    _check_model(config)
+    device = _device(config.device)
+    workers = loader_workers(config.loader_workers, device)
+    _check_paths(config)
+    _check_resume_settings(config)
+    return device, workers
+
+
+def _open_data(config: TrainConfig) -> TrainingData:
+    """The training cache of ``data.path`` (built in ``data.cache_dir``, or beside the dataset)."""
+    try:
+        return load_training_data(config.data_path, config.cameras, cache_dir=config.cache_dir)
+    except OSError as error:
+        path = error.filename or config.data_path
+        converted = error if isinstance(error, StorageError) else storage_error(error, path)
+        if converted is None:
+            raise
+        hint = "" if config.cache_dir else "; set data.cache_dir to a writable folder to keep the training cache there"
+        raise StorageError(converted.errno, f"{converted.strerror}{hint}") from error
 
 
 def _select_episodes(config: TrainConfig, data: TrainingData) -> tuple[list[int], list[int]]:
@@ -154,10 +295,17 @@ def _select_episodes(config: TrainConfig, data: TrainingData) -> tuple[list[int]
     successful = set(np.flatnonzero(data.success[:count]).tolist())
     train_eps, val_eps = [e for e in train_eps if e in successful], [e for e in val_eps if e in successful]
     if not train_eps:
-        raise TrainingError(f"data.successful_only: no training episode of {config.data_path} is marked "
-                            f"successful ({len(successful)} of its first {count} episodes are); set "
-                            "data.successful_only=false or generate more")  # fmt: skip
+        raise TrainSettingError(f"data.successful_only: no training episode of {config.data_path} is marked "
+                                f"successful ({len(successful)} of its first {count} episodes are); set "
+                                "data.successful_only=false or generate more")  # fmt: skip
     return train_eps, val_eps
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a kill mid-write leaves the previous file)."""
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
 
 
 def _link_last(checkpoints: Path, target: Path) -> None:
@@ -211,7 +359,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
     from sim2real.policies import ActionTokenizer, save_checkpoint
-    from sim2real.policies.checkpoint import load_training_state
+    from sim2real.policies.checkpoint import load_training_state, remove_stale_temporaries
     from sim2real.policies.training import (
         EMA,
         NonFiniteLossError,
@@ -222,10 +370,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         train_step,
     )
 
-    device = _device(config.device)
-    workers = loader_workers(config.loader_workers, device)
-    _check_resume_settings(config)
-    data = load_training_data(config.data_path, config.cameras)
+    device, workers = check_settings(config)
+    data = _open_data(config)
     train_eps, val_eps = _select_episodes(config, data)
     train_set = ChunkedEpisodeDataset(data, train_eps, config.history, config.chunk)
     val_set = ChunkedEpisodeDataset(data, val_eps or train_eps[:1], config.history, config.chunk)
@@ -246,7 +392,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     checkpoints = _checkpoint_dir(config)
     checkpoints.mkdir(parents=True, exist_ok=True)
     if rank == 0:
-        (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
+        removed = remove_stale_temporaries(checkpoints)
+        if removed:
+            noun = "temporary" if removed == 1 else "temporaries"
+            log.info("removed %d stale checkpoint %s in %s", removed, noun, checkpoints)
+        _write_atomic(out / "train_config.json", json.dumps(asdict(config), indent=1))
     start = 0
     if (checkpoints / "last").exists():
         start = int(load_training_state(checkpoints / "last", bare, optimizer, scheduler=scheduler, ema=ema)["step"])
@@ -315,5 +465,5 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "data_wait_fraction": wait / max(wait + compute, 1e-9), "frozen": frozen,
         "checkpoint": str(checkpoints / "last"),
     }  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    _write_atomic(out / "summary.json", json.dumps(summary, indent=1, default=float))
     return summary
