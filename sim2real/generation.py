@@ -573,6 +573,7 @@ def _progress_bar(total: int, done: int, successes: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=done, unit="ep", desc="generate", disable=not enabled, dynamic_ncols=True)
+    bar.successes = successes  # counted on from the recorded shards' successes
     bar.set_postfix(successes=successes)
     return bar
 
@@ -623,6 +624,8 @@ def _run_until_recorded(
         pending = [k for k in wanted if k not in records and not _shard_record_path(root, k).exists()]
         for k in [k for k in wanted if k not in records and _shard_record_path(root, k).exists()]:
             records[k] = json.loads(_shard_record_path(root, k).read_text())  # written by another process
+            bar.successes = getattr(bar, "successes", 0) + records[k]["successes"]
+            bar.set_postfix(successes=bar.successes, refresh=False)
             bar.update(len(records[k]["episodes"]))
         if not pending:
             return
@@ -644,11 +647,12 @@ def _run_until_recorded(
 
 
 def _run_shards(config: GenerationConfig, shards: list[int], bar: Any) -> Iterator[dict[str, Any]]:
-    successes = [0]
+    successes = [getattr(bar, "successes", 0)]
 
     def tick(message: tuple[int, int]) -> None:
         bar.update(message[0])
         successes[0] += message[1]
+        bar.successes = successes[0]
         bar.set_postfix(successes=successes[0])
 
     if config.workers == 1 or len(shards) <= 1:
