@@ -75,12 +75,21 @@ def compute_stats(state: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray
     }
 
 
+def _fresh(cache: Path, source: Path, cameras: tuple[str, ...] | None) -> bool:
+    """Whether ``cache`` holds the current files of ``source`` with (at least) ``cameras``."""
+    meta_path = cache / "meta.json"
+    if not meta_path.exists():
+        return False
+    meta = json.loads(meta_path.read_text())
+    return meta.get("fingerprint") == _fingerprint(source) and not set(cameras or ()) - set(meta["cameras"])
+
+
 def build_cache(reader: EpisodeReader, source: Path, cache: Path, cameras: tuple[str, ...] | None) -> None:
     """Decode every episode once into ``cache`` (written to a temporary folder, then renamed)."""
     count = len(reader)  # type: ignore[arg-type]
     if count == 0:
         raise DatasetError(f"{source}: the dataset has no episodes")
-    temp = cache.with_name(cache.name + ".incomplete")
+    temp = cache.with_name(f"{cache.name}.incomplete-{os.getpid()}")  # private: two runs may build at once
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir(parents=True)
     lengths, states, actions, instructions, tasks, success = [], [], [], [], [], []
@@ -123,8 +132,21 @@ def build_cache(reader: EpisodeReader, source: Path, cache: Path, cameras: tuple
     meta = {"cameras": list(cameras), "instructions": instructions, "tasks": task_names,
             "fingerprint": _fingerprint(source), "source": str(source)}  # fmt: skip
     (temp / "meta.json").write_text(json.dumps(meta))
+    if _fresh(cache, source, cameras):  # another process finished the same cache first: keep its files
+        shutil.rmtree(temp)
+        return
     shutil.rmtree(cache, ignore_errors=True)
     os.replace(temp, cache)
+
+
+def cache_location(source: Path, cache_dir: str | Path | None = None) -> Path:
+    """The cache folder of the dataset at ``source``: ``<source>/.sim2real_cache/<name>`` beside the
+    data, or ``<cache_dir>/<name>-<hash of its absolute path>`` when a cache root is given (one root
+    may hold the caches of many datasets, e.g. when the datasets are on read-only storage)."""
+    if cache_dir is None:
+        return (source if source.is_dir() else source.parent) / CACHE_DIR / source.name
+    digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{source.name}-{digest}"
 
 
 def load_training_data(
@@ -134,12 +156,9 @@ def load_training_data(
     source = Path(path)
     if not source.exists():
         raise DatasetError(f"{source}: no such file or directory")
-    cache = Path(cache_dir) if cache_dir else (source if source.is_dir() else source.parent) / CACHE_DIR / source.name
+    cache = cache_location(source, cache_dir)
     meta_path = cache / "meta.json"
-    stale = not meta_path.exists() or json.loads(meta_path.read_text()).get("fingerprint") != _fingerprint(source)
-    if not stale and cameras and set(cameras) - set(json.loads(meta_path.read_text())["cameras"]):
-        stale = True
-    if stale:
+    if not _fresh(cache, source, cameras):
         verify_recorded_files(source)  # the bytes a generation run recorded, before they are decoded
         reader = open_dataset(source, **reader_options)
         try:

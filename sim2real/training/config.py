@@ -27,7 +27,7 @@ class TrainConfig:
     successful_only: bool = False  # train and validate on the episodes marked successful only
     loader_workers: int | None = None  # None: 0 when training on the CPU, else min(8, CPUs // 2)
     batch_size: int = 64
-    cache_dir: str | None = None  # the training cache's folder; None: beside the dataset
+    cache_dir: str | None = None  # a root for training caches (one per dataset); None: beside the dataset
     model: dict[str, Any] = field(default_factory=dict)
     max_steps: int = 2000
     lr: float = 3e-4
