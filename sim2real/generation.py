@@ -141,17 +141,22 @@ def validate(config: GenerationConfig) -> RandomizationConfig:
     _check_codecs(config.codecs)
     for key in ("num_episodes", "workers", "shard_size", "max_attempts", "image_size"):
         if getattr(config, key) < 1:
-            raise GenerationError(f"{key} must be >= 1, got {getattr(config, key)}")
+            raise GenerationError(f"{key}={getattr(config, key)}: expected an integer >= 1")
     if config.expert_noise < 0:
-        raise GenerationError(f"expert_noise must be >= 0, got {config.expert_noise}")
+        raise GenerationError(f"expert_noise={config.expert_noise}: expected a standard deviation >= 0 (m)")
     if not 0.0 <= config.expert_noise_rate <= 1.0:
-        raise GenerationError(f"expert_noise_rate is a probability per step in [0, 1], got {config.expert_noise_rate}")
+        raise GenerationError(
+            f"expert_noise_rate={config.expert_noise_rate}: expected a probability per step in [0, 1]"
+        )
     if config.shard_range is not None:
         first, stop = config.shard_range
         if not 0 <= first < stop <= config.num_shards:
-            raise GenerationError(f"shard_range {list(config.shard_range)} must lie in [0, {config.num_shards}]")
+            raise GenerationError(
+                f"shard_range={list(config.shard_range)}: expected [first, stop) with 0 <= first < stop <= "
+                f"{config.num_shards} (the number of shards)"
+            )
     if config.image_size != 128:
-        raise GenerationError(f"image_size: cameras render at 128x128 (the SceneSpec default), got {config.image_size}")
+        raise GenerationError(f"image_size={config.image_size}: expected 128 (cameras render at 128x128)")
     return config_from_dict(dict(config.randomization), name=str(config.randomization.get("name", "custom")))
 
 
@@ -552,21 +557,16 @@ def _verify_recorded(run: RunState, shards: range) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------ parent side
 def _prepare_output_dir(root: Path) -> None:
+    from sim2real.entrypoint import check_writable_folder
+
+    check_writable_folder("output_dir", root)
     try:
         root.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise GenerationError(f"output_dir={root}: is a file; expected a folder (new or of this run)") from None
-    except NotADirectoryError:
-        raise GenerationError(f"output_dir={root}: a parent of it is a file; expected a folder") from None
     except OSError as error:
         converted = storage_error(error, root)
         if converted is None:
             raise
         raise GenerationError(f"output_dir={root}: cannot be created ({converted})") from None
-    if not root.is_dir():
-        raise GenerationError(f"output_dir={root}: is a file; expected a folder (new or of this run)")
-    if not os.access(root, os.W_OK):
-        raise GenerationError(f"output_dir={root}: is not writable")
 
 
 def _progress_bar(total: int, done: int, successes: int, enabled: bool) -> Any:

@@ -1,4 +1,5 @@
-"""Batch generation: determinism across workers and resumes, manifests, multi-job indexing, bad input."""
+"""Batch generation: determinism across workers, shard sizes and resumes, scene seeds of episodes and retries,
+DART kick rates, manifests, multi-job indexing, bad input."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from conftest import run_tensorflow
 
 from sim2real.datasets import content_hash, open_dataset
 from sim2real.generation import GenerationConfig, GenerationError, build_index, checksum, generate
+from sim2real.randomizers import ConfigError
+from sim2real.registry import UnknownNameError
+from sim2real.sim.isaac.app import IsaacNotInstalledError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +36,22 @@ def _config(tmp_path: Path, name: str, **overrides: object) -> GenerationConfig:
 def _hashes(root: Path) -> list[str]:
     manifest = json.loads((root / "manifest.json").read_text())
     return [e["hash"] for k in sorted(manifest["shards"], key=int) for e in manifest["shards"][k]["episodes"]]
+
+
+def _data_files(root: Path) -> dict[str, bytes]:
+    """Every file of every format folder (not manifests or shard records, whose timings differ), by relative name."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for name in ("zarr", "rlds", "hdf5")
+        for path in sorted((root / name).rglob("*"))
+        if path.is_file()
+    }
+
+
+def _assert_same_files(root: Path, reference: Path) -> None:
+    got, want = _data_files(root), _data_files(reference)
+    assert sorted(got) == sorted(want)
+    assert [name for name in want if got[name] != want[name]] == []
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +80,78 @@ def test_every_format_holds_the_same_episodes(one_worker: Path) -> None:
     assert episode.metadata.scene_spec_hash and episode.steps.language_instruction
 
 
-def test_two_workers_give_byte_identical_episodes(one_worker: Path, tmp_path: Path) -> None:
+def test_two_workers_write_byte_identical_files(one_worker: Path, tmp_path: Path) -> None:
     config = _config(tmp_path, "two", workers=2)
     generate(config)
+    _assert_same_files(Path(config.output_dir), one_worker)
+
+
+def test_episode_i_is_the_same_whatever_the_shard_size(one_worker: Path, tmp_path: Path) -> None:
+    config = _config(tmp_path, "one_shard", shard_size=4, formats=("zarr",))
+    generate(config)
     assert _hashes(Path(config.output_dir)) == _hashes(one_worker)
+
+
+def test_every_episode_of_a_run_has_its_own_scene(one_worker: Path) -> None:
+    reader = open_dataset(one_worker / "zarr")
+    metadata = [reader.episode(i).metadata for i in range(len(reader))]
+    assert len({m.seed for m in metadata}) == len(metadata) == 4
+    assert len({m.scene_spec_hash for m in metadata}) == 4
+
+
+def test_a_retry_after_a_failed_attempt_draws_a_new_scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sim2real.rollout as rollout
+
+    record = rollout.record_expert_episode
+    scenes = []
+
+    def first_attempt_fails(env, scene, *args, **kwargs):
+        scenes.append(scene)
+        result = record(env, scene, *args, **kwargs)
+        return replace(result, success=False) if len(scenes) == 1 else result
+
+    monkeypatch.setattr(rollout, "record_expert_episode", first_attempt_fails)
+    config = _config(tmp_path, "retry", task="pick_place", num_episodes=1, max_attempts=2, formats=("zarr",))
+    generate(config)
+    assert len(scenes) == 2
+    assert scenes[1].seed != scenes[0].seed
+    assert scenes[1].content_hash() != scenes[0].content_hash()
+    written = open_dataset(Path(config.output_dir) / "zarr").episode(0)
+    assert written.metadata.scene_spec_hash == scenes[1].content_hash()
+    assert written.metadata.extras["attempts"] == 2
+
+
+def _first_episode(config: GenerationConfig):
+    generate(config)
+    return open_dataset(Path(config.output_dir) / "zarr").episode(0)
+
+
+def test_expert_noise_at_rate_zero_executes_the_noiseless_trajectory(tmp_path: Path) -> None:
+    quiet = _config(tmp_path, "quiet", task="pick_place", num_episodes=1, formats=("zarr",))
+    never = replace(quiet, output_dir=str(tmp_path / "never"), expert_noise=0.05, expert_noise_rate=0.0)
+    expected, got = _first_episode(quiet).steps, _first_episode(never).steps
+    assert got.num_steps == expected.num_steps
+    assert np.array_equal(got.state, expected.state)
+    assert np.array_equal(got.action, expected.action)
+    assert np.array_equal(got.images["front"], expected.images["front"])
+
+
+def test_expert_noise_rate_is_the_fraction_of_kicked_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sim2real.sim.experts import Expert
+
+    perturb = Expert.perturb
+    kicked: list[bool] = []
+
+    def spy(self, action):
+        executed = perturb(self, action)
+        kicked.append(not np.array_equal(executed, action))
+        return executed
+
+    monkeypatch.setattr(Expert, "perturb", spy)
+    generate(_config(tmp_path, "kicks", task="pick_place", num_episodes=2, formats=("zarr",), expert_noise=0.03,
+                     expert_noise_rate=0.2))  # fmt: skip
+    assert len(kicked) >= 40
+    assert 0.05 <= np.mean(kicked) <= 0.4
 
 
 def test_multi_job_shard_ranges_and_index_equal_one_run(one_worker: Path, tmp_path: Path) -> None:
@@ -73,14 +161,17 @@ def test_multi_job_shard_ranges_and_index_equal_one_run(one_worker: Path, tmp_pa
     manifest = build_index(config.output_dir)
     assert manifest["complete"]
     assert _hashes(Path(config.output_dir)) == _hashes(one_worker)
+    _assert_same_files(Path(config.output_dir), one_worker)
 
 
-def test_a_killed_run_resumes_without_losing_or_duplicating_episodes(one_worker: Path, tmp_path: Path) -> None:
+def _generate_command(out: Path) -> list[str]:
+    return [sys.executable, str(ROOT / "generate.py"), "task=all", "num_episodes=4", "shard_size=1", "seed=7",
+            "randomization=light", "progress=false", f"output_dir={out}", "formats=[zarr,hdf5]"]  # fmt: skip
+
+
+def test_a_killed_run_resumes_to_the_files_of_an_uninterrupted_run(tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    command = [sys.executable, str(ROOT / "generate.py"), "task=all", "num_episodes=4", "shard_size=1", "seed=7",
-               "randomization=light", "progress=false",
-               f"output_dir={out}", "formats=[zarr,hdf5]"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(_generate_command(out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     records = out / "shards"
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
@@ -91,12 +182,13 @@ def test_a_killed_run_resumes_without_losing_or_duplicating_episodes(one_worker:
     process.wait()
     recorded_before = set(records.glob("shard-*.json"))
     assert 1 <= len(recorded_before) < 4
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    reader = open_dataset(out / "zarr")
-    assert len(reader) == 4
-    hashes = [content_hash(reader.episode(i)) for i in range(4)]
-    assert hashes == _hashes(out)
-    assert len(set(hashes)) == 4
+    subprocess.run(_generate_command(out), cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    straight = tmp_path / "straight"
+    subprocess.run(_generate_command(straight), cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)  # fmt: skip
+    _assert_same_files(out, straight)
+    assert _hashes(out) == _hashes(straight)
+    assert len(open_dataset(out / "zarr")) == 4
     assert not list(out.rglob("*.incomplete"))
 
 
@@ -104,7 +196,7 @@ def test_resume_with_other_options_is_refused(one_worker: Path) -> None:
     config = _config(one_worker.parent, "one", seed=8)
     with pytest.raises(GenerationError, match="seed: 7 -> 8"):
         generate(config)
-    with pytest.raises(GenerationError, match="expert_noise_rate: 1.0 -> 0.2"):
+    with pytest.raises(GenerationError, match=r"expert_noise_rate: 1\.0 -> 0\.2"):
         generate(_config(one_worker.parent, "one", expert_noise=0.03, expert_noise_rate=0.2))
 
 
@@ -121,26 +213,36 @@ def test_a_manifest_from_before_expert_noise_rate_resumes(one_worker: Path, tmp_
 
 
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("overrides", "error", "message"),
     [
-        ({"task": "fold"}, "known tasks"),
-        ({"formats": ("zarr", "parquet")}, "known"),
-        ({"split": "night"}, "known splits"),
-        ({"num_episodes": 0}, "num_episodes must be >= 1"),
-        ({"expert_noise_rate": 1.5}, r"expert_noise_rate is a probability per step in \[0, 1\], got 1.5"),
-        ({"backend": "bullet"}, "known backends"),
-        ({"backend": "isaac"}, "pip install"),
-        ({"shard_range": (3, 9)}, "shard_range"),
-        ({"randomization": {"name": "x", "lighting": {"intensity": {"uniform": [1, 0.5]}}}}, "lighting.intensity"),
-        ({"codecs": {"zarr": {"cname": "brotli"}}}, r"codecs\.zarr\.cname: 'brotli' is not a Blosc codec"),
-        ({"codecs": {"zarr": {"level": 3}}}, r"codecs\.zarr\.level: unknown option; known: cname, clevel"),
-        ({"codecs": {"hdf5": {"image_compression": "szip"}}}, r"codecs\.hdf5\.image_compression: 'szip'"),
-        ({"codecs": {"rlds": {"png_level": 3}}}, r"codecs\.rlds: no writer options"),
+        ({"task": "fold"}, UnknownNameError, r"unknown task 'fold'; known tasks: (\w+, )*pick_place"),
+        ({"formats": ("zarr", "parquet")}, UnknownNameError,
+         r"unknown dataset writer 'parquet'; known dataset writers: hdf5, rlds, zarr"),
+        ({"split": "night"}, ValueError, r"unknown split 'night'; known splits: \['train', 'textures'"),
+        ({"num_episodes": 0}, GenerationError, r"num_episodes=0: expected an integer >= 1"),
+        ({"expert_noise_rate": 1.5}, GenerationError,
+         r"expert_noise_rate=1\.5: expected a probability per step in \[0, 1\]"),
+        ({"backend": "bullet"}, UnknownNameError, r"unknown backend 'bullet'; known backends: (\w+, )*mujoco"),
+        ({"backend": "isaac"}, IsaacNotInstalledError,
+         r"(?s)the 'isaacsim' package is missing.*pip install 'isaacsim\[all,extscache\]==6\.2\.0\.0'"),
+        ({"shard_range": (3, 9)}, GenerationError,
+         r"shard_range=\[3, 9\]: expected \[first, stop\) with 0 <= first < stop <= 2"),
+        ({"randomization": {"name": "x", "lighting": {"intensity": {"uniform": [1, 0.5]}}}}, ConfigError,
+         r"lighting\.intensity: low \(1\.0\) > high \(0\.5\)"),
+        ({"codecs": {"zarr": {"cname": "brotli"}}}, GenerationError,
+         r"codecs\.zarr\.cname: 'brotli' is not a Blosc codec"),
+        ({"codecs": {"zarr": {"level": 3}}}, GenerationError,
+         r"codecs\.zarr\.level: unknown option; known: cname, clevel"),
+        ({"codecs": {"hdf5": {"image_compression": "szip"}}}, GenerationError,
+         r"codecs\.hdf5\.image_compression: 'szip'; expected null, lzf or gzip"),
+        ({"codecs": {"rlds": {"png_level": 3}}}, GenerationError, r"codecs\.rlds: no writer options for 'rlds'"),
     ],
-)
-def test_bad_options_fail_before_any_episode(tmp_path: Path, overrides: dict, message: str) -> None:
+)  # fmt: skip
+def test_bad_options_fail_before_any_episode(
+    tmp_path: Path, overrides: dict, error: type[Exception], message: str
+) -> None:
     config = _config(tmp_path, "bad", **overrides)
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(error, match=message):
         generate(config)
     assert not (Path(config.output_dir) / "manifest.json").exists()
 

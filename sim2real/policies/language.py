@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sim2real.errors import UsageError
+
 MINILM_NAME = "all-MiniLM-L6-v2"
 MINILM_DIM = 384
 _INSTALL_HINT = (
@@ -36,7 +38,7 @@ _INSTALL_HINT = (
 )
 
 
-class LanguageEncoderUnavailableError(ImportError):
+class LanguageEncoderUnavailableError(UsageError, ImportError):
     """The MiniLM encoder's package is not installed; the message says how to install it."""
 
 

@@ -19,7 +19,7 @@ instructions   the task's held-out paraphrase templates
 
 from __future__ import annotations
 
-from sim2real.randomizers.distributions import Choice, Uniform, UniformUnion
+from sim2real.randomizers.distributions import Choice, ConfigError, Uniform, UniformUnion
 
 SPLITS = ("train", "textures", "lighting", "camera", "distractors", "objects", "instructions")
 #: Scene-variant names used by evaluation: ``in_distribution`` is the training split.
@@ -48,7 +48,7 @@ HELDOUT_CAMERA_ROLL = UniformUnion(((-0.2, -0.12), (0.12, 0.2)))
 
 
 def check_split(split: str) -> str:
-    """Return ``split`` or raise a ValueError listing the known splits."""
+    """Return ``split`` or raise a :class:`ConfigError` (a ValueError) listing the known splits."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; known splits: {list(SPLITS)}")
+        raise ConfigError(f"split: unknown split {split!r}; known splits: {list(SPLITS)}")
     return split

@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from sim2real.errors import UsageError
+
 ISAAC_SIM_VERSION = "6.2.0.0"
 ISAAC_PYTHON = (3, 12)
 INSTALL_COMMAND = (
@@ -40,7 +42,7 @@ The Isaac backend targets Isaac Sim {ISAAC_SIM_VERSION} through its pip packages
 See docs/isaac.md. Use backend=mujoco on machines without Isaac Sim."""
 
 
-class IsaacNotInstalledError(ImportError):
+class IsaacNotInstalledError(UsageError, ImportError):
     """Isaac Sim (the ``isaacsim`` pip package) cannot be imported here; the message says how to
     install it."""
 
