@@ -28,7 +28,7 @@ from sim2real.datasets import (
     open_dataset,
     validate_episode,
 )
-from sim2real.datasets.rlds_mapping import BRIDGE, RLDSMapping
+from sim2real.datasets.rlds_mapping import BRIDGE, GRIPPER_CONVENTIONS, SIM2REAL, RLDSMapping
 from sim2real.datasets.synthetic import synthetic_episode
 from sim2real.datasets.tfrecord_io import frame_record, parse_example, serialize_example
 from sim2real.registry import UnknownNameError
@@ -504,6 +504,43 @@ def test_hdf5_filter_key(tmp_path, episodes):
         assert [content_hash(e) for e in dataset] == [content_hash(e) for e in expected]
     with pytest.raises(DatasetError, match="no filter key 'mask/valid'"):
         HDF5Dataset(path, filter_key="valid")
+
+
+# ---------------------------------------------------------------------------------------------
+# gripper conventions of the RLDS mappings
+
+#: convention -> its encoding of a fully open, a fully closed and a half-open gripper
+GRIPPER_ENCODINGS = {
+    "open_is_1": (1.0, 0.0, 0.5),
+    "closed_is_1": (0.0, 1.0, 0.5),
+    "signed_open_is_1": (1.0, -1.0, 0.0),
+    "signed_closed_is_1": (-1.0, 1.0, 0.0),
+}
+CANONICAL_GRIPPER = (1.0, 0.0, 0.5)  # open, closed, half open: 1 = open
+
+
+def test_every_gripper_convention_has_a_row_in_the_table():
+    assert sorted(GRIPPER_ENCODINGS) == sorted(GRIPPER_CONVENTIONS)
+
+
+@pytest.mark.parametrize("convention", sorted(GRIPPER_ENCODINGS))
+def test_gripper_convention_maps_open_closed_and_half_onto_the_canonical_values(convention):
+    foreign = np.array(GRIPPER_ENCODINGS[convention], np.float32)
+    assert GRIPPER_CONVENTIONS[convention](foreign).tolist() == list(CANONICAL_GRIPPER)
+
+
+@pytest.mark.parametrize("convention", sorted(GRIPPER_ENCODINGS))
+def test_rlds_reader_converts_the_gripper_of_its_mapping_convention(tmp_path, convention):
+    encoding = dict(zip(CANONICAL_GRIPPER, GRIPPER_ENCODINGS[convention], strict=True))
+    episode = synthetic_episode(0, num_steps=6, image_size=(16, 16))
+    canonical = np.array([1.0, 1.0, 0.5, 0.0, 0.0, 1.0], np.float32)
+    action = episode.steps.action.copy()
+    action[:, 6] = [encoding[float(g)] for g in canonical]
+    write_all("rlds", tmp_path, [dataclasses.replace(episode, steps=dataclasses.replace(episode.steps, action=action))])
+    mapping = dataclasses.replace(SIM2REAL, name=f"sim2real_{convention}", gripper=convention)
+    read = RLDSDataset(tmp_path, mapping=mapping).episode(0).steps.action
+    assert read[:, 6].tolist() == canonical.tolist()
+    assert np.array_equal(read[:, :6], action[:, :6])
 
 
 # ---------------------------------------------------------------------------------------------

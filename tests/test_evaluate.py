@@ -1,17 +1,21 @@
-"""evaluate.py's harness: reference policies, reproducibility, the report, replay, bad input."""
+"""evaluate.py's harness: reference policies, reproducibility, guardrails, the report, replay, bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from sim2real.datasets import DatasetError
 from sim2real.evaluation.closed_loop import evaluate_closed_loop
 from sim2real.evaluation.harness import EvaluationConfig, EvaluationError, run_evaluation
 from sim2real.evaluation.report import validate_metrics
+from sim2real.policies.checkpoint import CheckpointError
 
 
 def test_expert_succeeds_and_random_fails_on_the_same_scenes() -> None:
@@ -28,6 +32,39 @@ def test_evaluation_is_reproducible() -> None:
     first = evaluate_closed_loop("expert", {}, ["lighting"], ["stack"], 2, seed=5, progress=False)
     again = evaluate_closed_loop("expert", {}, ["lighting"], ["stack"], 2, seed=5, progress=False)
     assert [(r.success, r.length, r.safety) for r in first] == [(r.success, r.length, r.safety) for r in again]
+
+
+def _sensed_forces(monkeypatch: pytest.MonkeyPatch, **forces: float) -> None:
+    """Make the simulator report ``forces`` (PrivilegedState fields, N) on every step."""
+    from sim2real.sim.mujoco.backend import MujocoBackend
+
+    read = MujocoBackend.privileged_state
+    monkeypatch.setattr(MujocoBackend, "privileged_state", lambda self: dataclasses.replace(read(self), **forces))
+
+
+def _one_expert_episode():
+    [result] = evaluate_closed_loop("expert", {}, ["in_distribution"], ["pick_place"], 1, progress=False)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("force", "newtons", "reason"),
+    [("robot_table_force", 10.5, "table_collision"), ("robot_contact_force", 60.5, "excess_contact_force")],
+)
+def test_a_force_just_over_its_guardrail_stops_the_episode_as_a_failure(
+    monkeypatch: pytest.MonkeyPatch, force: str, newtons: float, reason: str
+) -> None:
+    _sensed_forces(monkeypatch, **{force: newtons})
+    result = _one_expert_episode()
+    assert result.safety.get(reason) == 1
+    assert (result.success, result.length) == (False, 1)
+
+
+def test_forces_just_under_the_guardrails_let_the_expert_succeed(monkeypatch: pytest.MonkeyPatch) -> None:
+    _sensed_forces(monkeypatch, robot_table_force=9.5, robot_contact_force=59.5)
+    result = _one_expert_episode()
+    assert "table_collision" not in result.safety and "excess_contact_force" not in result.safety
+    assert result.success and result.length > 1
 
 
 def test_report_has_metrics_plots_and_videos(tmp_path: Path) -> None:
@@ -81,9 +118,11 @@ def test_a_vla_checkpoint_is_evaluated_with_the_real_replay_set(checkpoint: Path
 
 def test_bad_requests_fail_before_any_rollout(checkpoint: Path, tmp_path: Path) -> None:
     base = EvaluationConfig(output_dir=str(tmp_path / "never"), progress=False)
-    with pytest.raises(Exception, match=r"no such|not found|does not exist"):
-        run_evaluation(replace(base, policy="vla", checkpoint=str(tmp_path / "missing")))
-    with pytest.raises(EvaluationError, match=r"policy\.checkpoint"):
+    missing = tmp_path / "missing"
+    absent = rf"policy\.checkpoint={re.escape(str(missing))}: no such checkpoint folder"
+    with pytest.raises(EvaluationError, match=absent):
+        run_evaluation(replace(base, policy="vla", checkpoint=str(missing)))
+    with pytest.raises(EvaluationError, match=r"policy=vla needs policy\.checkpoint=<checkpoint folder>"):
         run_evaluation(replace(base, policy="vla"))
     with pytest.raises(EvaluationError, match="unknown variant 'night'"):
         run_evaluation(replace(base, variants=("night",)))
@@ -92,7 +131,7 @@ def test_bad_requests_fail_before_any_rollout(checkpoint: Path, tmp_path: Path) 
     config = json.loads((six_d / "config.json").read_text())
     config["action"]["dim"] = 6
     (six_d / "config.json").write_text(json.dumps(config))
-    with pytest.raises(Exception, match="6-D actions"):
+    with pytest.raises(CheckpointError, match=r"action dim mismatch: the checkpoint predicts 6-D actions, expected 7"):
         run_evaluation(replace(base, policy="vla", checkpoint=str(six_d)))
     vla = replace(base, policy="vla", checkpoint=str(checkpoint))
     with pytest.raises(EvaluationError, match=r"policy\.execute_steps=9: must be in \[1, \d+\]"):
@@ -103,16 +142,15 @@ def test_bad_requests_fail_before_any_rollout(checkpoint: Path, tmp_path: Path) 
         run_evaluation(replace(vla, decoding="mode"))
     empty = tmp_path / "empty_replay"
     empty.mkdir()
-    with pytest.raises(Exception, match="not a dataset"):
+    with pytest.raises(DatasetError, match=rf"{re.escape(str(empty))}: not a dataset of any known format"):
         run_evaluation(replace(base, replay_path=str(empty)))
     assert not (tmp_path / "never" / "metrics.json").exists()
 
 
 def test_unmappable_replay_keys_are_named(real_replay_dir: Path, tmp_path: Path) -> None:
-    from sim2real.datasets import DatasetError
     from sim2real.evaluation.replay import load_replay_set
 
-    with pytest.raises((DatasetError, KeyError), match=r"sim2real|observation|key"):
+    with pytest.raises(DatasetError, match=r"features\.json: key 'episode_metadata/episode_id' is a tensor feature"):
         load_replay_set(real_replay_dir / "bridge_debug" / "bridge_dataset" / "1.0.0", "sim2real", 2)
 
 

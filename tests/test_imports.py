@@ -27,6 +27,7 @@ def test_backend_isaac_without_isaac_sim_fails_at_once_with_install_steps() -> N
     import pytest
 
     from sim2real.sim.backend import make_backend
+    from sim2real.sim.isaac.app import IsaacNotInstalledError
 
-    with pytest.raises(Exception, match="pip install"):
+    with pytest.raises(IsaacNotInstalledError, match=r"(?s)the 'isaacsim' package is missing.*pip install 'isaacsim"):
         make_backend("isaac")

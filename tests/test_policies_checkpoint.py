@@ -218,7 +218,7 @@ def test_incompatible_checkpoints_are_refused_with_clear_messages(tmp_path):
 
     bad_tok = shutil.copytree(good, tmp_path / "bad_tok")
     (bad_tok / TOKENIZER_FILE).write_text(json.dumps({**TOK.to_dict(), "bins": 128}))
-    with pytest.raises(CheckpointError, match="tokenizer"):
+    with pytest.raises(CheckpointError, match=r"tokenizer \(7 dims, 128 bins\) does not match the config \(7 dims"):
         load_checkpoint(bad_tok)
 
 

@@ -152,6 +152,28 @@ def _hue_offset(rgba: tuple[float, ...], center: float) -> float:
     return abs((hue - center + 180) % 360 - 180)
 
 
+def _hue_intervals_meet(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether the closed hue intervals ``a`` and ``b`` (deg, absolute) share a hue on the colour circle."""
+    return any(a[0] <= b[1] + turn and b[0] + turn <= a[1] for turn in (-360.0, 0.0, 360.0))
+
+
+def test_every_heldout_hue_interval_is_disjoint_from_every_training_hue_interval() -> None:
+    colors = [COLORS.get(name) for name in COLORS.names()]
+    assert len(colors) >= 8
+    for color in colors:
+        assert color.train_hues[0] < color.train_hues[1] and color.heldout_hues[0] < color.heldout_hues[1]
+    overlaps = [
+        (heldout.name, train.name)
+        for heldout in colors
+        for train in colors
+        if _hue_intervals_meet(
+            (heldout.hue + heldout.heldout_hues[0], heldout.hue + heldout.heldout_hues[1]),
+            (train.hue + train.train_hues[0], train.hue + train.train_hues[1]),
+        )
+    ]
+    assert overlaps == []
+
+
 def test_objects_split_uses_heldout_shapes_and_hues() -> None:
     train = _scenes("train", "heavy")
     heldout = _scenes("objects", "none")
@@ -198,7 +220,7 @@ def test_instruction_split_uses_only_heldout_paraphrases() -> None:
 
 def test_every_split_is_known_and_unknown_split_errors() -> None:
     assert set(SPLITS) == {"train", "textures", "lighting", "camera", "distractors", "objects", "instructions"}
-    with pytest.raises(ValueError, match="unknown split 'weather'; known splits"):
+    with pytest.raises(ConfigError, match=r"split: unknown split 'weather'; known splits: \['train'"):
         sample_scene("push", 0, split="weather")
 
 

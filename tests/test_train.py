@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from sim2real.generation import GenerationConfig, generate
-from sim2real.training.run import TrainConfig, TrainingError, train
+from sim2real.training.run import TrainConfig, TrainingError, TrainSettingError, train
 from sim2real.training.sweep import summarize_sweep
 
 TINY = {"vision_width": 8, "embed_dim": 32, "layers": 1, "heads": 2, "tokens_per_frame": 2, "language": "learned",
@@ -31,6 +33,14 @@ def _config(data: Path, out: Path, **overrides: object) -> TrainConfig:
                        loader_workers=0, warmup_steps=2, val_every=4, checkpoint_every=4, log_every=1,
                        val_batches=2, val_fraction=0.34, progress=False)  # fmt: skip
     return replace(base, **overrides)
+
+
+@pytest.fixture(scope="module")
+def source(data: Path, tmp_path_factory) -> Path:
+    """A checkpoint to fine-tune from: 4 steps on ``data``."""
+    out = tmp_path_factory.mktemp("source") / "run"
+    train(_config(data, out, max_steps=4))
+    return out / "checkpoints" / "last"
 
 
 def _losses(out: Path) -> dict[int, float]:
@@ -67,6 +77,8 @@ def test_a_killed_run_resumes_on_the_same_loss_curve(data: Path, tmp_path: Path,
     monkeypatch.setattr(training, "train_step", original)
     train(_config(data, killed))
     assert _losses(killed) == _losses(straight)
+    weights = Path("checkpoints") / "last" / "model.safetensors"
+    assert (killed / weights).read_bytes() == (straight / weights).read_bytes()
 
 
 def test_resuming_with_other_settings_is_refused_before_any_work(data: Path, tmp_path: Path, monkeypatch) -> None:
@@ -125,22 +137,34 @@ def test_a_nan_loss_stops_and_names_the_step_and_last_good_checkpoint(data: Path
     assert (tmp_path / "nan" / "checkpoints" / "step_0000004").is_dir()
 
 
-def test_bad_inputs_are_clear_errors(data: Path, tmp_path: Path) -> None:
+def test_bad_inputs_are_clear_errors(data: Path, source: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="known model settings"):
         train(_config(data, tmp_path / "a", model={**TINY, "width_multiplier": 2}))
-    with pytest.raises(Exception, match="no such file or directory"):
-        train(_config(tmp_path / "absent", tmp_path / "b"))
-    source = tmp_path / "src"
-    train(_config(data, source, max_steps=4))
-    with pytest.raises(Exception, match="camera"):
-        train(_config(data, tmp_path / "c", cameras=("front",), finetune_from=str(source / "checkpoints" / "last")))
+    absent = tmp_path / "absent"
+    with pytest.raises(TrainSettingError, match=rf"data\.path={re.escape(str(absent))}: no such file or directory"):
+        train(_config(absent, tmp_path / "b"))
+    cameras = r"the checkpoint uses cameras \['front', 'wrist'\], data\.cameras=\[front\]; use the same"
+    with pytest.raises(TrainSettingError, match=rf"finetune\.init_from={re.escape(str(source))}: {cameras}"):
+        train(_config(data, tmp_path / "c", cameras=("front",), finetune_from=str(source)))
 
 
-def test_finetuning_from_a_checkpoint_freezes_the_encoders(data: Path, tmp_path: Path) -> None:
-    source = tmp_path / "src"
-    train(_config(data, source, max_steps=4))
-    summary = train(_config(data, tmp_path / "ft", max_steps=4, finetune_from=str(source / "checkpoints" / "last")))
+def test_finetuning_from_a_checkpoint_freezes_the_encoders(data: Path, source: Path, tmp_path: Path) -> None:
+    summary = train(_config(data, tmp_path / "ft", max_steps=4, finetune_from=str(source)))
     assert 0 < summary["frozen"]["trainable"] < summary["frozen"]["total"]
+
+
+def test_finetuning_starts_from_the_weights_of_finetune_init_from(data: Path, source: Path, tmp_path: Path) -> None:
+    from sim2real.policies import load_checkpoint
+    from sim2real.policies.training import freeze_for_finetune
+
+    config = _config(data, tmp_path / "ft", max_steps=4, finetune_from=str(source))
+    train(config)
+    tuned = load_checkpoint(tmp_path / "ft" / "checkpoints" / "last").model
+    freeze_for_finetune(tuned, config.finetune_mode)
+    frozen = [name for name, param in tuned.named_parameters() if not param.requires_grad]
+    assert len(frozen) > 10
+    start, end = load_checkpoint(source).model.state_dict(), tuned.state_dict()
+    assert [name for name in frozen if not torch.equal(end[name], start[name])] == []
 
 
 def test_sweep_summary_ranks_runs_by_validation_loss(tmp_path: Path) -> None:

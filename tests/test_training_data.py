@@ -37,6 +37,35 @@ def test_cache_holds_every_step_and_stats(dataset: Path) -> None:
     assert np.array_equal(rlds.action, data.action) and np.array_equal(rlds.images["front"][5], data.images["front"][5])
 
 
+def test_episode_range_of_every_episode_holds_exactly_that_episodes_steps(dataset: Path) -> None:
+    data = load_training_data(dataset / "zarr")
+    reader = open_dataset(dataset / "zarr")
+    previous_end = 0
+    for index in range(len(reader)):
+        steps = reader.episode(index).steps
+        start, end = data.episode_range(index)
+        assert (start, end) == (previous_end, previous_end + steps.num_steps)
+        assert np.array_equal(data.state[start:end], steps.state)
+        assert np.array_equal(data.action[start:end], steps.action)
+        for camera in ("front", "wrist"):
+            assert np.array_equal(data.images[camera][start:end], steps.images[camera])
+        previous_end = end
+    assert previous_end == len(data.action)
+
+
+def test_first_sample_of_each_episode_is_its_first_step(dataset: Path) -> None:
+    data = load_training_data(dataset / "zarr")
+    reader = open_dataset(dataset / "zarr")
+    samples = ChunkedEpisodeDataset(data, [0, 1, 2], history=2, chunk=3)
+    firsts = [i for i in range(len(samples)) if int(samples[i]["t"]) == 0]
+    assert [int(samples[i]["episode"]) for i in firsts] == [0, 1, 2]
+    for index, sample in zip((0, 1, 2), (samples[i] for i in firsts), strict=True):
+        steps = reader.episode(index).steps
+        assert np.array_equal(sample["images"]["front"][-1].numpy(), steps.images["front"][0])
+        assert np.array_equal(sample["state"][-1].numpy(), steps.state[0])
+        assert np.array_equal(sample["actions"].numpy(), steps.action[:3])
+
+
 def test_cache_is_reused_until_the_dataset_changes(dataset: Path) -> None:
     first = load_training_data(dataset / "zarr")
     stamp = (first.root / "meta.json").stat().st_mtime_ns
