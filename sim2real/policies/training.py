@@ -300,6 +300,10 @@ def evaluate(
 
 
 # ---------------------------------------------------------------------------------- fine-tuning
+#: what ``freeze_for_finetune`` (and ``finetune.mode``) accepts
+FINETUNE_MODES = ("head", "lora")
+
+
 def freeze_for_finetune(
     model: nn.Module,
     mode: str = "head",
@@ -339,7 +343,7 @@ def freeze_for_finetune(
         keep = [bare.head, bare.readout]
         keep += [p for n, p in bare.transformer.named_parameters() if "lora_" in n]
     else:
-        raise ValueError(f"unknown fine-tuning mode {mode!r}; known: head, lora")
+        raise ValueError(f"unknown fine-tuning mode {mode!r}; known: {', '.join(FINETUNE_MODES)}")
     for item in keep:
         for param in item.parameters() if isinstance(item, nn.Module) else [item]:
             param.requires_grad_(True)

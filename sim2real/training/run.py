@@ -32,13 +32,13 @@ from sim2real.datasets.torch_dataset import BatchLoader, ChunkedEpisodeDataset, 
 from sim2real.datasets.training_cache import TrainingData, load_training_data
 from sim2real.entrypoint import check_writable_folder
 from sim2real.errors import Sim2RealError, StorageError, UsageError, storage_error
+from sim2real.policies.training import FINETUNE_MODES
 from sim2real.rollout import derived_seed
 from sim2real.training.config import MODEL_FROM_DATA, TrainConfig, setting_key
 
 log = logging.getLogger(__name__)
 
 #: ``finetune.mode`` values (:func:`sim2real.policies.training.freeze_for_finetune`)
-FINETUNE_MODES = ("head", "lora")
 
 
 class TrainingError(Sim2RealError, RuntimeError):
