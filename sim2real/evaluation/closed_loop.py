@@ -56,6 +56,19 @@ class EpisodeResult:
     stage: str = NO_MILESTONE  # "success", else the furthest of the task's milestones reached
 
 
+def guardrail_stop(state: Any, max_table_force: float, max_contact_force: float) -> str | None:
+    """Why a real cell's safety stop would end the episode now, or None.
+
+    ``state`` has ``robot_table_force`` and ``robot_contact_force`` (N, the largest contact
+    normal force on the robot from the table, and from anything); a force above its limit (N)
+    stops the episode as a failure: ``table_collision`` or ``excess_contact_force``."""
+    if state.robot_table_force > max_table_force:
+        return "table_collision"
+    if state.robot_contact_force > max_contact_force:
+        return "excess_contact_force"
+    return None
+
+
 def episode_stage(success: bool, milestones: tuple[str, ...], reached: int) -> str:
     """``success``, else the name of the furthest milestone reached (``reached`` of them), else
     :data:`NO_MILESTONE`."""
@@ -101,11 +114,9 @@ def _run_job(job: EvalJob) -> list[EpisodeResult]:
                     frames.append(observation["image"][job.cameras[0]])
                 state = backend.privileged_state()
                 reached = max(reached, env.task.milestones_reached(state, scene, initial))
-                if state.robot_table_force > job.max_table_force:
-                    safety["table_collision"] = 1
-                    break
-                if state.robot_contact_force > job.max_contact_force:
-                    safety["excess_contact_force"] = 1
+                stop = guardrail_stop(state, job.max_table_force, job.max_contact_force)
+                if stop is not None:
+                    safety[stop] = 1
                     break
                 if terminated or truncated:
                     success = bool(info["success"])
