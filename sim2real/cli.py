@@ -19,7 +19,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     import importlib
 
-    importlib.import_module(commands[argv[0]]).main(argv[1:])
+    from sim2real.entrypoint import refuse, user_error
+
+    try:
+        importlib.import_module(commands[argv[0]]).main(argv[1:])
+    except Exception as error:  # a user's error is one line; anything else keeps its traceback
+        found = user_error(error, argv[1] if len(argv) > 1 else ".")
+        if found is None:
+            raise
+        refuse(found)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from sim2real.datasets import open_dataset
+from sim2real.datasets.integrity import verify_recorded_files
 from sim2real.randomizers.factors import CATEGORICAL, scene_factors
 from sim2real.sim.scene_spec import SceneSpec
 
@@ -83,11 +84,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--episodes", default="0", help="comma-separated episode indices for the frame strip")
     parser.add_argument("-o", "--output", type=Path, default=None, help="folder for the PNGs (default: beside PATH)")
     args = parser.parse_args(argv)
+    checked = verify_recorded_files(args.path)  # a generated dataset's files against their checksums
     summary = summarize(args.path)
     out = args.output or args.path.parent / "inspect"
     out.mkdir(parents=True, exist_ok=True)
     print(f"{summary['path']}: {summary['episodes']} episodes, {summary['steps']} steps, "
-          f"success rate {summary['success_rate']:.1%}")  # fmt: skip
+          f"success rate {summary['success_rate']:.1%}"
+          + (f"; {checked} files match their checksums" if checked else ""))  # fmt: skip
     print("tasks: " + ", ".join(f"{k} {v}" for k, v in summary["tasks"].items()))
     print(f"instructions ({len(summary['instructions'])} distinct):")
     for text, count in list(summary["instructions"].items())[:15]:

@@ -252,3 +252,16 @@ def test_a_full_disk_fails_cleanly_and_a_resume_after_freeing_space_completes(
     subprocess.run(_command(out, "workers=1"), cwd=ROOT, check=True, capture_output=True, timeout=240)
     _assert_same_data(out, reference)
     assert verify_dataset(out).ok
+
+
+def test_inspect_refuses_a_damaged_dataset_in_one_line(copy: Path) -> None:
+    damaged = _damage(copy, "zarr", "flip")
+    result = subprocess.run([sys.executable, "-m", "sim2real.cli", "inspect", str(copy / "zarr"), "-o",
+                             str(copy / "inspect")], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr
+    assert (
+        f"shard-00001.zarr (shard 1, episodes 2-3): {damaged.relative_to(copy / 'zarr' / 'shard-00001.zarr')}"
+        in (lines[0])
+    )
