@@ -7,7 +7,8 @@
                        ``vision.py`` (encoders, FiLM, TokenLearner), ``transformer.py``
 ``checkpoint``         folder checkpoints (safetensors + JSON, versioned, no pickle)
 ``training``           optimiser, schedule, EMA, ``train_step``, ``evaluate``, fine-tuning
-``inference``          :class:`VLAPolicy`: ``reset()`` / ``act(observation, instruction)``
+``inference``          :class:`VLAPolicy`: ``reset()`` / ``act(observation, instruction)`` / ``describe()``;
+                       :func:`load_policy` (a checkpoint folder -> a policy ready to act)
 ``synthetic``          a synthetic stand-in for the training loader (tests, benchmarks)
 =====================  ==============================================================
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from sim2real.policies.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from sim2real.policies.inference import VLAPolicy
+from sim2real.policies.inference import VLAPolicy, load_policy
 from sim2real.policies.registry import POLICIES
 from sim2real.policies.tokenizer import ACTION_NAMES, ActionTokenizer
 from sim2real.policies.vla import VLAConfig, VLAModel
@@ -43,5 +44,6 @@ __all__ = [
     "VLAPolicy",
     "build_policy",
     "load_checkpoint",
+    "load_policy",
     "save_checkpoint",
 ]

@@ -8,6 +8,7 @@ left out, exactly as padded history (``obs_mask`` False) is hidden during traini
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sim2real.policies.checkpoint import load_checkpoint
+from sim2real.policies.checkpoint import MODEL_FILE, load_checkpoint
 from sim2real.policies.tokenizer import ActionTokenizer
 from sim2real.policies.vla.model import VLAModel
 
@@ -86,6 +87,9 @@ class VLAPolicy:
         self._instruction: str | None = None
         self._lang: torch.Tensor | None = None
         self._step = 0
+        self.policy_type = "vla"
+        self.checkpoint: Path | None = None
+        self.meta: dict[str, Any] = {}
 
     @classmethod
     def from_checkpoint(
@@ -101,7 +105,7 @@ class VLAPolicy:
     ) -> VLAPolicy:
         """Load a checkpoint folder (see :mod:`sim2real.policies.checkpoint`)."""
         ckpt = load_checkpoint(path, device=device, expected_cameras=expected_cameras)
-        return cls(
+        policy = cls(
             ckpt.model,
             ckpt.tokenizer,
             device=device,
@@ -110,6 +114,40 @@ class VLAPolicy:
             decoding=decoding,
             num_threads=num_threads,
         )
+        policy.policy_type = ckpt.policy
+        policy.checkpoint = ckpt.path
+        policy.meta = ckpt.meta
+        return policy
+
+    def describe(self) -> dict[str, Any]:
+        """What a policy server announces: JSON-able metadata of this policy and its checkpoint.
+
+        ``policy_type`` (registered name), ``action_dim``, ``chunk`` (actions per prediction),
+        ``cameras``, ``image_size`` (px, square), ``history`` (frames), ``state_dim``,
+        ``control_hz`` (None when the checkpoint does not record it), ``action_selection``
+        (``temporal_ensemble``, ``execute_steps``, ``decoding``), ``checkpoint`` (folder or
+        None), ``step`` and ``weights_sha256`` (of ``model.safetensors``; None without a file).
+        """
+        weights = self.checkpoint / MODEL_FILE if self.checkpoint is not None else None
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights is not None else None
+        return {
+            "policy_type": self.policy_type,
+            "action_dim": int(self.config.action_dim),
+            "chunk": int(self.config.chunk),
+            "cameras": list(self.cameras),
+            "image_size": int(self.config.image_size),
+            "history": int(self.config.history),
+            "state_dim": int(self.config.state_dim),
+            "control_hz": self.meta.get("control_hz"),
+            "action_selection": {
+                "temporal_ensemble": self.temporal_ensemble,
+                "execute_steps": self.execute_steps,
+                "decoding": self.decoding,
+            },
+            "checkpoint": str(self.checkpoint) if self.checkpoint is not None else None,
+            "step": self.meta.get("step"),
+            "weights_sha256": digest,
+        }
 
     @property
     def cameras(self) -> tuple[str, ...]:
@@ -181,3 +219,29 @@ class VLAPolicy:
         self._step += 1
         self.last_latency_ms = (time.perf_counter() - start) * 1e3
         return np.asarray(action, dtype=np.float32)
+
+
+def load_policy(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    temporal_ensemble: float | None = None,
+    execute_steps: int = 1,
+    decoding: str = "argmax",
+    num_threads: int | None = None,
+    expected_cameras: Sequence[str] | None = None,
+) -> VLAPolicy:
+    """The policy saved in checkpoint folder ``path``, ready to act: ``reset()``,
+    ``act(observation, instruction) -> float32 (7,)``, ``describe() -> dict``.
+
+    The keyword options choose how predicted chunks become actions (see :class:`VLAPolicy`).
+    """
+    return VLAPolicy.from_checkpoint(
+        path,
+        device=device,
+        temporal_ensemble=temporal_ensemble,
+        execute_steps=execute_steps,
+        decoding=decoding,
+        num_threads=num_threads,
+        expected_cameras=expected_cameras,
+    )
