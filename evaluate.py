@@ -25,6 +25,17 @@ class PolicySchema:
     temporal_ensemble: float | None = _SELECTION.temporal_ensemble
     execute_steps: int = _SELECTION.execute_steps
     decoding: str = _SELECTION.decoding
+    # policy=python: an importable object with reset() and act(observation, instruction)
+    target: str | None = None  # package.module:ClassName
+    kwargs: Any = None  # a dict, e.g. policy.kwargs={gain:2} (Any: a typed dict takes no new keys in struct mode)
+    # policy=remote: a server speaking the openpi websocket protocol
+    host: str = "127.0.0.1"  # a host name or address, or a ws:// URI
+    port: int | None = 8000
+    api_key: str | None = None  # sent as 'Authorization: Api-Key <key>'
+    mapping: str = "sim2real"  # request/reply convention: sim2real | libero (sim2real/remote/mapping.py)
+    connect_timeout: float = 10.0  # s, connection and metadata
+    reply_timeout: float = 30.0  # s, each reply
+    replan_steps: int | None = None  # actions played per returned chunk; null: the mapping's
 
 
 @dataclass
@@ -65,6 +76,7 @@ ConfigStore.instance().store(name="evaluate_schema", node=EvaluateSchema)
 @hydra.main(config_path="configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from sim2real.evaluation.harness import EvaluationConfig, run_evaluation
+    from sim2real.evaluation.policies import rollout_option_keys
 
     raw = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(raw, dict)
@@ -78,6 +90,7 @@ def main(cfg: DictConfig) -> None:
         reference_rows=raw["reference_rows"], videos=raw["videos"], replay_path=raw["replay"]["path"],
         replay_mapping=raw["replay"]["mapping"], replay_episodes=raw["replay"]["episodes"],
         real_success_csv=raw["ranking"]["real_success_csv"], progress=raw["progress"],
+        policy_options={key: raw["policy"][key] for key in rollout_option_keys(raw["policy"]["name"])},
     )  # fmt: skip
     out = run_evaluation(config)
     print(f"report: {out / 'report.md'} (metrics: {out / 'metrics.json'})")

@@ -5,7 +5,8 @@ Episode ``j`` of task ``k`` in variant ``v`` uses scene seed ``derived_seed(seed
 every policy meets the same scenes. Guardrails: the controller clips joint limits, joint
 velocity, workspace and per-step deltas (counted); the episode stops, as a failure, when the
 robot presses on the table (``max_table_force``, N) or any contact force on the robot exceeds
-``max_contact_force`` (N).
+``max_contact_force`` (N). A policy that fails during an episode (``PolicyEpisodeError``: a
+server error, a lost connection, a late reply) ends that episode as a failure with its ``error``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class EpisodeResult:
     frames: list[np.ndarray] = field(default_factory=list)
     seconds: float = 0.0
     stage: str = NO_MILESTONE  # "success", else the furthest of the task's milestones reached
+    error: str | None = None  # why the policy failed during the episode (a failure), else None
 
 
 def guardrail_stop(state: Any, max_table_force: float, max_contact_force: float) -> str | None:
@@ -86,7 +88,7 @@ def scene_seed(base_seed: int, variant: str, task: str, episode: int) -> int:
 def _run_job(job: EvalJob) -> list[EpisodeResult]:
     import time
 
-    from sim2real.evaluation.policies import make_rollout_policy
+    from sim2real.evaluation.policies import PolicyEpisodeError, make_rollout_policy
     from sim2real.sim.backend import make_backend
     from sim2real.sim.env import Sim2RealEnv
 
@@ -103,30 +105,35 @@ def _run_job(job: EvalJob) -> list[EpisodeResult]:
             scene = sample_scene(task, seed, config, VARIANTS[variant])
             observation, info = env.reset(options={"scene": scene})
             initial = backend.privileged_state()
-            policy.reset(env)
             record = (variant, task, episode) in job.record_video
             frames = [observation["image"][job.cameras[0]]] if record else []
             safety: dict[str, int] = {}
-            success, length, reached = False, 0, 0
-            for length in range(1, env.max_steps + 1):  # noqa: B007
-                observation, _, terminated, truncated, info = env.step(policy.act(observation, scene.instruction))
-                if record:
-                    frames.append(observation["image"][job.cameras[0]])
-                state = backend.privileged_state()
-                reached = max(reached, env.task.milestones_reached(state, scene, initial))
-                stop = guardrail_stop(state, job.max_table_force, job.max_contact_force)
-                if stop is not None:
-                    safety[stop] = 1
-                    break
-                if terminated or truncated:
-                    success = bool(info["success"])
-                    break
+            success, length, reached, error = False, 0, 0, None
+            try:
+                policy.reset(env)
+                for length in range(1, env.max_steps + 1):  # noqa: B007
+                    observation, _, terminated, truncated, info = env.step(policy.act(observation, scene.instruction))
+                    if record:
+                        frames.append(observation["image"][job.cameras[0]])
+                    state = backend.privileged_state()
+                    reached = max(reached, env.task.milestones_reached(state, scene, initial))
+                    stop = guardrail_stop(state, job.max_table_force, job.max_contact_force)
+                    if stop is not None:
+                        safety[stop] = 1
+                        break
+                    if terminated or truncated:
+                        success = bool(info["success"])
+                        break
+            except PolicyEpisodeError as failure:  # the episode fails; the error is counted
+                error = str(failure)
             for reason, count in backend.clip_counts.items():
                 safety[f"clip_{reason}"] = int(count)
             stage = episode_stage(success, env.task.milestones, reached)
             results.append(EpisodeResult(variant, task, episode, seed, scene.instruction, success, length, safety,
-                                         scene_factors(scene), frames, time.perf_counter() - start, stage))  # fmt: skip
+                                         scene_factors(scene), frames, time.perf_counter() - start, stage,
+                                         error))  # fmt: skip
     finally:
+        getattr(policy, "close", lambda: None)()
         backend.close()
     return results
 

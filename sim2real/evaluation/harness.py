@@ -55,11 +55,12 @@ class EvaluationConfig:
     real_success_csv: str | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    policy_options: dict[str, Any] = field(default_factory=dict)  # python / remote: their policy.* settings
 
 
 def validate(config: EvaluationConfig) -> None:
     """Check names, paths and layouts before any rollout starts."""
-    from sim2real.evaluation.policies import ROLLOUT_POLICIES
+    from sim2real.evaluation.policies import ROLLOUT_POLICIES, check_rollout_policy
     from sim2real.randomizers import resolve_randomization
 
     ROLLOUT_POLICIES.get(config.policy)
@@ -73,6 +74,8 @@ def validate(config: EvaluationConfig) -> None:
         raise EvaluationError("episodes_per_variant and workers must be >= 1")
     if config.policy == "vla":
         _check_checkpoint(config)
+    check_rollout_policy(config.policy, dict(config.policy_options), config.tasks[0], config.seed,
+                         config.randomization)  # python / remote: import, methods, server, metadata, one action
     if config.real_success_csv and not Path(config.real_success_csv).is_file():
         raise EvaluationError(f"ranking.real_success_csv: no such file {config.real_success_csv}")
 
@@ -110,7 +113,7 @@ def _closed_loop_block(results: list[EpisodeResult]) -> dict[str, Any]:
             order = (NO_MILESTONE, *TASKS.get(task).milestones, "success")
             block[variant][task] = closed_loop_entry([e.success for e in episodes], [e.length for e in episodes],
                                                      dict(safety), stages=[e.stage for e in episodes],
-                                                     stage_order=order)  # fmt: skip
+                                                     stage_order=order, errors=[e.error for e in episodes])  # fmt: skip
     return block
 
 
@@ -217,7 +220,7 @@ def run_evaluation(config: EvaluationConfig) -> Path:
         replay_set = load_replay_set(config.replay_path, config.replay_mapping, config.replay_episodes)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = dict(config.policy_options)
     if config.policy == "vla":
         options = {"checkpoint": config.checkpoint, "temporal_ensemble": config.temporal_ensemble,
                    "execute_steps": config.execute_steps, "decoding": config.decoding}  # fmt: skip

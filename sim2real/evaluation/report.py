@@ -15,7 +15,9 @@ success rates, percentile bootstrap for ranking metrics)::
             "successes": int, "trials": int, "rate": float, "ci95": [float, float],
             "mean_length": float | null,            # mean episode length, control steps
             "safety_events": {"<name>": int},       # e.g. joint_limit_clips, workspace_clips
-            "stages": {"<stage>": int}              # optional: episodes by furthest stage reached
+            "stages": {"<stage>": int},             # optional: episodes by furthest stage reached
+            "errors": int,                          # optional: episodes ended by a policy error
+            "error_reasons": {"<reason>": int}      # optional: those episodes by error message
           }
         }
       },
@@ -143,6 +145,7 @@ def closed_loop_entry(
     confidence: float = 0.95,
     stages: Sequence[str] | None = None,
     stage_order: Sequence[str] = (),
+    errors: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """One ``closed_loop[variant][task]`` entry from per-episode outcomes.
 
@@ -155,6 +158,8 @@ def closed_loop_entry(
             for none), shape (N,); counted into ``stages`` when given.
         stage_order: stage names in the order to list them (with zero counts); stages not in
             it follow in order of appearance.
+        errors: per episode, why the policy failed during it (a server error, a lost
+            connection) or None, shape (N,); counted into ``errors`` and ``error_reasons``.
     """
     entry = SuccessRate.from_outcomes(successes, confidence).to_dict()
     length_values = None if lengths is None else np.asarray(lengths, dtype=np.float64).reshape(-1)
@@ -164,6 +169,9 @@ def closed_loop_entry(
         counts = Counter(stages)
         names = list(dict.fromkeys([*stage_order, *counts]))
         entry["stages"] = {str(name): int(counts[name]) for name in names}
+    if errors is not None:
+        reasons = Counter(str(e) for e in errors if e is not None)
+        entry["errors"], entry["error_reasons"] = sum(reasons.values()), dict(reasons)
     return entry
 
 
@@ -318,6 +326,8 @@ def metrics_problems(metrics: Any) -> list[str]:
                     if not isinstance(events, Mapping) or not all(_is_int(v) for v in events.values()):
                         problems.append(f"{where}.safety_events: expected an object of int counts")
                     _check_stages(entry, where, problems)
+                    if "errors" in entry and not (_is_int(entry["errors"]) and entry["errors"] >= 0):
+                        problems.append(f"{where}.errors: expected an int >= 0, got {entry['errors']!r}")
 
     factors = metrics.get("factors")
     if "factors" in metrics:
@@ -766,7 +776,20 @@ def _closed_loop_section(metrics: Mapping[str, Any]) -> list[str]:
     lines += _table(header, rows)
     lines += ["Failures by furthest stage: how far each failed episode got, e.g. `reached` = the TCP came to the "
               "object but never lifted it (`none`: it never got there).", ""]  # fmt: skip
+    lines += _errors_lines(closed_loop)
     return [*lines, "![Success per variant](success_per_variant.png)", ""]
+
+
+def _errors_lines(closed_loop: Mapping[str, Any]) -> list[str]:
+    """Episodes a policy error ended (counted as failures), per variant and task, with the reasons."""
+    rows = [[variant, task, str(entry["errors"]), "; ".join(f"{reason} ({count})" for reason, count in
+                                                            (entry.get("error_reasons") or {}).items())]
+            for variant, tasks in closed_loop.items() for task, entry in tasks.items()
+            if entry.get("errors")]  # fmt: skip
+    if not rows:
+        return []
+    return ["Episodes ended by a policy error (counted as failures):", "",
+            *_table(["variant", "task", "errors", "reasons"], rows)]  # fmt: skip
 
 
 def _reference_section(metrics: Mapping[str, Any]) -> list[str]:
