@@ -35,6 +35,7 @@ class PolicySchema:
     mapping: str = "sim2real"  # request/reply convention: sim2real | libero (sim2real/remote/mapping.py)
     connect_timeout: float = 10.0  # s, connection and metadata
     reply_timeout: float = 30.0  # s, each reply
+    first_reply_timeout: float = 120.0  # s, the check's one reply before the rollouts (a server may compile first)
     replan_steps: int | None = None  # actions played per returned chunk; null: the mapping's
 
 

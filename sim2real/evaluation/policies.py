@@ -268,13 +268,16 @@ class RemoteRollout:
     """A policy server speaking the openpi websocket protocol, through a :mod:`sim2real.remote.mapping`.
 
     Each chunk the server returns is played ``execute_steps`` actions at a time (the mapping's,
-    or ``replan_steps``). A server error, a lost connection or a late reply during an episode
+    or ``replan_steps``). Timeouts (s): ``connect_timeout`` for the connection and metadata,
+    ``reply_timeout`` for each reply, ``first_reply_timeout`` for the one reply of the check
+    before the rollouts. A server error, a lost connection or a late reply during an episode
     raises :class:`PolicyEpisodeError` (the episode fails, the error is counted); the next
     episode connects again.
     """
 
     name = "remote"
-    options = ("host", "port", "api_key", "mapping", "connect_timeout", "reply_timeout", "replan_steps")
+    options = ("host", "port", "api_key", "mapping", "connect_timeout", "reply_timeout", "first_reply_timeout",
+               "replan_steps")  # fmt: skip
 
     def __init__(
         self,
@@ -284,6 +287,7 @@ class RemoteRollout:
         mapping: str = "sim2real",
         connect_timeout: float = 10.0,
         reply_timeout: float = 30.0,
+        first_reply_timeout: float = 120.0,
         replan_steps: int | None = None,
         **_: Any,
     ) -> None:
@@ -292,9 +296,12 @@ class RemoteRollout:
 
         if replan_steps is not None and replan_steps < 1:
             raise PolicySetupError(f"policy.replan_steps={replan_steps}: must be >= 1 (or null: the mapping's)")
-        if connect_timeout <= 0 or reply_timeout <= 0:
-            raise PolicySetupError(f"policy.connect_timeout={connect_timeout}, policy.reply_timeout={reply_timeout}: "
-                                   "must be > 0 seconds")  # fmt: skip
+        if min(connect_timeout, reply_timeout, first_reply_timeout) <= 0:
+            timeouts = {"connect_timeout": connect_timeout, "reply_timeout": reply_timeout,
+                        "first_reply_timeout": first_reply_timeout}  # fmt: skip
+            given = ", ".join(f"policy.{key}={value}" for key, value in timeouts.items())
+            raise PolicySetupError(f"{given}: each must be > 0 seconds")
+        self.first_reply_timeout = first_reply_timeout
         self.mapping = REMOTE_MAPPINGS.get(mapping).with_execute_steps(replan_steps)
         self.client = RemotePolicyClient(server_uri(host, port), api_key, connect_timeout, reply_timeout)
         self._plan: deque[np.ndarray] = deque()
@@ -312,11 +319,11 @@ class RemoteRollout:
             self.client.close()
             raise PolicySetupError(f"policy=remote {self.client.uri}: {error}") from None
 
-    def _ask(self, observation: dict[str, Any], instruction: str) -> np.ndarray:
+    def _ask(self, observation: dict[str, Any], instruction: str, timeout: float | None = None) -> np.ndarray:
         request = self.mapping.encode(observation, instruction)
         if self._first_request and self.mapping.reset == "flag":
             request[self.mapping.reset_key] = True
-        reply = self.client.infer(request)
+        reply = self.client.infer(request, timeout)
         self._first_request = False
         return self.mapping.decode(reply)
 
@@ -325,7 +332,8 @@ class RemoteRollout:
         self._image_size = int(env.observation_space["image"][env.cameras[0]].shape[0])
 
     def preflight(self, env: Any, observation: dict[str, Any], instruction: str) -> None:
-        """Connect, check the metadata against the env, and ask once on the first scene."""
+        """Connect, check the metadata against the env, and ask once on the first scene (waiting up
+        to ``first_reply_timeout``: a server may compile its model on its first request)."""
         from sim2real.remote.client import RemoteError
         from sim2real.remote.mapping import MappingError
 
@@ -333,7 +341,7 @@ class RemoteRollout:
         try:
             self._connect()
             self._first_request = True
-            self._ask(observation, instruction)
+            self._ask(observation, instruction, self.first_reply_timeout)
         except (RemoteError, MappingError) as error:
             raise PolicySetupError(f"policy=remote (mapping {self.mapping.name}): {error}") from None
         finally:

@@ -7,11 +7,14 @@ sends the header ``Authorization: Api-Key <key>``, as openpi's client does.
 
 Every failure is a :class:`RemoteError` subclass whose message names the server; the client
 never waits longer than its connect timeout (connection and metadata) or its reply timeout (one
-reply), and after a failure it is closed (``connected`` is False) until :meth:`connect` again.
+reply); it sends no keepalive pings (a server busy computing a reply may not answer them; the
+reply timeout is the liveness check). After a failure it is closed (``connected`` is False)
+until :meth:`connect` again.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -91,6 +94,7 @@ class RemotePolicyClient:
         self.max_message_bytes = max_message_bytes
         self._api_key = api_key
         self._connection: ClientConnection | None = None
+        self._stack = ExitStack()
         self.metadata: dict[str, Any] = {}
 
     @property
@@ -102,14 +106,17 @@ class RemotePolicyClient:
         self.close()
         headers = {"Authorization": f"Api-Key {self._api_key}"} if self._api_key else None
         try:
-            connection = connect(self.uri, open_timeout=self.connect_timeout, close_timeout=1.0,
-                                 additional_headers=headers, compression=None,
-                                 max_size=self.max_message_bytes)  # fmt: skip
+            # entered as a context manager: websockets >= 17.1 connects on entry (and warns otherwise),
+            # older versions return a connected ClientConnection, itself a context manager
+            connection = self._stack.enter_context(
+                connect(self.uri, open_timeout=self.connect_timeout, close_timeout=1.0, additional_headers=headers,
+                        compression=None, max_size=self.max_message_bytes, ping_interval=None)
+            )  # fmt: skip
         except InvalidStatus as error:
             status = error.response.status_code
             if status in _AUTH_STATUSES:
-                raise ApiKeyRejectedError(f"{self.uri} refused the API key (HTTP {status})"
-                                     + ("" if self._api_key else "; it needs policy.api_key")) from None  # fmt: skip
+                hint = "" if self._api_key else "; it needs policy.api_key"
+                raise ApiKeyRejectedError(f"{self.uri} refused the API key (HTTP {status}){hint}") from None
             raise ServerUnreachableError(f"{self.uri} refused the websocket handshake (HTTP {status})") from None
         except InvalidURI as error:
             raise ServerUnreachableError(f"{self.uri} is not a websocket address ({error})") from None
@@ -124,8 +131,9 @@ class RemotePolicyClient:
         self.metadata = metadata
         return metadata
 
-    def infer(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Send ``request`` (a dict of numpy arrays, numbers, strings) and return the reply dict."""
+    def infer(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send ``request`` (a dict of numpy arrays, numbers, strings) and return the reply dict,
+        waiting at most ``timeout`` seconds (None: the reply timeout)."""
         if self._connection is None:
             raise ConnectionLostError(f"not connected to {self.uri}")
         try:
@@ -133,12 +141,11 @@ class RemotePolicyClient:
         except ConnectionClosed as error:
             self.close()
             raise ConnectionLostError(f"{self.uri} closed the connection ({_close_reason(error)})") from None
-        return self._receive(self.reply_timeout, "a reply")
+        return self._receive(timeout or self.reply_timeout, "a reply")
 
     def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
+        self._connection = None
+        self._stack.close()
 
     def _receive(self, timeout: float, what: str) -> dict[str, Any]:
         assert self._connection is not None
