@@ -12,6 +12,7 @@ def main(argv: list[str] | None = None) -> None:
         "inspect": "sim2real.inspect_dataset",
         "index": "sim2real.generation",
         "pipeline": "sim2real.pipeline",
+        "serve": "sim2real.remote.server",
         "verify": "sim2real.datasets.integrity",
     }
     if not argv or argv[0] not in commands:
