@@ -1,6 +1,6 @@
 """``sim2real serve``: the openpi websocket protocol over a checkpoint, against the in-process policy.
 
-Every reply is checked against ``VLAPolicy.act`` run in process on the same observations with the
+Every reply is checked against ``load_policy(...).act`` run in process on the same observations with the
 same action selection: equal arrays, not close ones. The openpi-client interop test installs
 ``openpi-client==0.1.2`` (which pins numpy<2) into a venv of its own under pytest's cache folder and
 runs it as a subprocess; it is skipped when that install fails (no package index reachable).
@@ -8,6 +8,7 @@ runs it as a subprocess; it is skipped when that install fails (no package index
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -24,8 +25,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from sim2real.errors import UsageError
+from sim2real.policies import BCConfig, BCModel, load_policy
 from sim2real.policies.checkpoint import save_checkpoint
-from sim2real.policies.inference import VLAPolicy
 from sim2real.policies.synthetic import make_episodes, tiny_config
 from sim2real.policies.tokenizer import ActionTokenizer
 from sim2real.policies.vla import VLAModel
@@ -99,8 +100,8 @@ def _request(observation: dict, prompt: str, reset: bool = False) -> dict:
     return message
 
 
-def _in_process(checkpoint: Path, episodes: list[tuple[str, list[dict]]]) -> list[np.ndarray]:
-    policy = VLAPolicy.from_checkpoint(checkpoint, **SELECTION)
+def _in_process(checkpoint: Path, episodes: list[tuple[str, list[dict]]], **selection) -> list[np.ndarray]:
+    policy = load_policy(checkpoint, **(selection or SELECTION))
     actions = []
     for instruction, frames in episodes:
         policy.reset()
@@ -140,9 +141,11 @@ def test_metadata_comes_first_and_describes_the_checkpoint(server, checkpoint):
         frame = ws.recv(timeout=60)
     assert isinstance(frame, bytes)
     meta = unpackb(frame)
-    assert meta["policy"] == "vla" and meta["action_dim"] == 7 and meta["chunk"] == 4 and meta["action_horizon"] == 1
+    assert (
+        meta["policy_type"] == "vla" and meta["action_dim"] == 7 and meta["chunk"] == 4 and meta["action_horizon"] == 1
+    )
     assert meta["action_names"][-1] == "gripper" and "1 = open" in meta["action_convention"]
-    assert meta["cameras"] == list(CAMERAS) and meta["image_size"] == [SIZE, SIZE] and meta["state_dim"] == 14
+    assert meta["cameras"] == list(CAMERAS) and meta["image_size"] == SIZE and meta["state_dim"] == 14
     assert meta["control_hz"] == DEFAULT_CONTROL_HZ and meta["step"] == 7
     assert meta["action_selection"] == SELECTION
     assert meta["checkpoint_sha256"] == checkpoint_hash(checkpoint) and len(meta["checkpoint_sha256"]) == 64
@@ -205,10 +208,32 @@ def test_each_connection_keeps_its_own_state(server, checkpoint):
 def test_execute_steps_plays_chunks_on_the_server(checkpoint):
     selection = {"temporal_ensemble": None, "execute_steps": 3, "decoding": "argmax"}
     episodes = _episodes(seed=7, n=1)
-    policy = VLAPolicy.from_checkpoint(checkpoint, **selection)
-    expected = [policy.act(f, episodes[0][0]) for f in episodes[0][1]]
+    expected = _in_process(checkpoint, episodes, **selection)
     with serve_in_thread(PolicyServer(open_policy(checkpoint, **selection))) as running:
         _assert_equal(_run(running.url, episodes), expected)
+
+
+def test_any_registered_policy_type_is_served(tmp_path):
+    fields = {f.name for f in dataclasses.fields(BCConfig)}
+    torch.manual_seed(1)
+    model = BCModel(BCConfig(**{k: v for k, v in vars(tiny_config()).items() if k in fields}))
+    model.set_normalization(STATS)
+    path = save_checkpoint(tmp_path / "bc", model.eval(), ActionTokenizer.from_stats(STATS), STATS)
+    episodes = _episodes(seed=13, n=2)
+    with serve_in_thread(PolicyServer(open_policy(path))) as running:
+        with connect(running.url) as ws:
+            meta = unpackb(ws.recv(timeout=60))
+        assert meta["policy_type"] == "bc" and meta["action_selection"]["decoding"] == "expectation"
+        _assert_equal(_run(running.url, episodes), _in_process(path, episodes))
+
+
+def test_a_selection_the_policy_cannot_use_is_named_before_loading(checkpoint):
+    with pytest.raises(UsageError, match="--execute-steps=9: must be in \\[1, 4\\]"):
+        open_policy(checkpoint, temporal_ensemble=None, execute_steps=9)
+    with pytest.raises(UsageError, match=r"--decoding='mode': expected one of argmax, expectation"):
+        open_policy(checkpoint, decoding="mode")
+    with pytest.raises(UsageError, match=r"--temporal-ensemble=0\.1: .*needs --execute-steps=1"):
+        open_policy(checkpoint, execute_steps=2)
 
 
 # ------------------------------------------------------------------------------ bad requests
@@ -280,7 +305,7 @@ def test_api_key_is_checked_at_the_handshake(loaded):
                 connect(running.url, additional_headers=headers, open_timeout=30)
             assert refused.value.response.status_code == status
         with connect(running.url, additional_headers={"Authorization": "Api-Key s3cret"}) as ws:
-            assert unpackb(ws.recv(timeout=60))["policy"] == "vla"
+            assert unpackb(ws.recv(timeout=60))["policy_type"] == "vla"
             assert isinstance(_ask(ws, _request(frames[0], instruction)), dict)
 
 
@@ -325,8 +350,8 @@ def test_cli_serves_until_terminated(checkpoint):
         assert line.startswith("serving vla checkpoint"), (line, process.stderr.read() if process.poll() else "")
         url = line.split(" on ")[-1].strip()
         episodes = _episodes(seed=11, n=1)
-        policy = VLAPolicy.from_checkpoint(checkpoint)  # the raw selection: argmax, first action
-        _assert_equal(_run(url, episodes), [policy.act(f, episodes[0][0]) for f in episodes[0][1]])
+        raw = {"temporal_ensemble": None, "decoding": "argmax"}
+        _assert_equal(_run(url, episodes), _in_process(checkpoint, episodes, **raw))
     finally:
         process.terminate()
         process.communicate(timeout=60)
@@ -401,7 +426,7 @@ for t in range(len(data["state"])):
            "observation/state": data["state"][t], "prompt": str(data["prompt"]), "reset": bool(t == 0)}
     actions.append(policy.infer(obs)["actions"])
 np.save(outputs, np.stack(actions))
-print(json.dumps({"policy": meta["policy"], "chunk": meta["chunk"], "cameras": meta["cameras"],
+print(json.dumps({"policy": meta["policy_type"], "chunk": meta["chunk"], "cameras": meta["cameras"],
                   "numpy": np.__version__}))
 """
 

@@ -127,7 +127,7 @@ class LoadedPolicy:
         return {
             **self.info,
             "cameras": list(self.spec.cameras),
-            "image_size": [height, width],
+            "image_size": height if height == width else [height, width],
             "state_dim": self.spec.state_dim,
             "action_horizon": 1,
             "request": {
@@ -172,50 +172,49 @@ def open_policy(
     device: str = "cpu",
     control_hz: float | None = None,
 ) -> LoadedPolicy:
-    """Load the checkpoint at ``path`` once; each session is a :class:`~sim2real.policies.VLAPolicy`
-    over the same model with the given action selection (the evaluation defaults unless set).
+    """Load the checkpoint at ``path`` (any registered policy type) once, with the given action
+    selection (the evaluation defaults unless set); each session is a policy object of its own
+    over the same weights (:func:`fork_policy`).
 
     Raises :class:`~sim2real.policies.CheckpointError` for a missing or unusable checkpoint and
-    :class:`~sim2real.errors.UsageError` naming the option for a selection the policy cannot use.
+    :class:`~sim2real.errors.UsageError` naming the option for a selection the policy cannot use
+    (before the weights are read).
     """
-    from sim2real.policies.checkpoint import load_checkpoint
-    from sim2real.policies.inference import VLAPolicy, check_action_selection
+    from sim2real.policies import POLICIES, load_policy
+    from sim2real.policies.checkpoint import read_meta
+    from sim2real.policies.inference import check_action_selection
 
-    checkpoint = load_checkpoint(path, device=device)
-    config = checkpoint.config
+    meta = read_meta(path)
     try:
-        check_action_selection(config.chunk, execute_steps, temporal_ensemble, decoding, prefix="--")
-    except ValueError as error:
-        raise UsageError(str(error).replace("_", "-")) from None
-    selection = {"temporal_ensemble": temporal_ensemble, "execute_steps": execute_steps, "decoding": decoding}
-    template = VLAPolicy(checkpoint.model, checkpoint.tokenizer, device=device, **selection)  # type: ignore[arg-type]
-    shared = (checkpoint.model, checkpoint.tokenizer)
-
-    def new_session() -> Policy:
-        return fork_policy(template, shared)
-
-    meta = checkpoint.meta
-    action = meta.get("action", {})
+        chunk, decodings = int(meta["config"]["chunk"]), tuple(POLICIES.get(meta["policy"]).decodings)
+    except (KeyError, TypeError, ValueError):
+        chunk, decodings = 0, ()  # load_policy names what is wrong with the checkpoint
+    if decodings:
+        try:
+            check_action_selection(chunk, execute_steps, temporal_ensemble, decoding, "--", decodings)
+        except ValueError as error:
+            raise UsageError(str(error).replace("_", "-").replace("=null", "=none")) from None
+    template = load_policy(
+        path, device=device, temporal_ensemble=temporal_ensemble, execute_steps=execute_steps, decoding=decoding
+    )
+    config = template.config
+    described = template.describe()
+    action = template.meta.get("action", {})
     info = {
-        "policy": checkpoint.policy,
-        "action_dim": int(action.get("dim", config.action_dim)),
+        **described,
         "action_names": list(action.get("names", [])),
         "action_convention": action.get("convention", ""),
-        "chunk": int(config.chunk),
-        "history": int(config.history),
-        "action_selection": selection,
-        "control_hz": float(control_hz or meta.get("control_hz") or DEFAULT_CONTROL_HZ),
-        "checkpoint": str(Path(path)),
+        "control_hz": float(control_hz or described.get("control_hz") or DEFAULT_CONTROL_HZ),
         "checkpoint_sha256": checkpoint_hash(path),
-        "step": meta.get("step"),
     }
     spec = ObservationSpec(
         cameras=tuple(config.cameras),
         image_size=(int(config.image_size), int(config.image_size)),
         state_dim=int(config.state_dim),
-        state_required=bool(config.use_proprio),
+        state_required=bool(getattr(config, "use_proprio", True)),
     )
-    return LoadedPolicy(new_session=new_session, spec=spec, info=info)
+    shared = (template.model, template.tokenizer)
+    return LoadedPolicy(new_session=lambda: fork_policy(template, shared), spec=spec, info=info)
 
 
 def fork_policy(template: Policy, shared: tuple[Any, ...]) -> Policy:
@@ -499,9 +498,9 @@ def main(argv: list[str] | None = None) -> None:
             loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
 
         def ready(port: int) -> None:
-            info = loaded.info
-            print(f"serving {info['policy']} checkpoint {args.checkpoint} (sha256 {info['checkpoint_sha256'][:12]}) "
-                  f"on ws://{args.host}:{port}", flush=True)  # fmt: skip
+            kind, digest = loaded.info["policy_type"], loaded.info["checkpoint_sha256"][:12]
+            where = f"ws://{args.host}:{port}"
+            print(f"serving {kind} checkpoint {args.checkpoint} (sha256 {digest}) on {where}", flush=True)
 
         await server.run(args.host, args.port, stop, ready)
 
