@@ -162,9 +162,12 @@ def test_sim2real_mapping_is_our_convention() -> None:
     actions = np.array([[0.01, 0, -0.02, 0.1, 0, 0, 0.0]], np.float32)
     np.testing.assert_array_equal(mapping.decode({"actions": actions}), actions)
     mapping.check_metadata({"action_dim": 7, "cameras": ["front"], "image_size": [128, 128], "state_dim": 14},
-                           ("front", "wrist"), 128)  # fmt: skip
-    with pytest.raises(MappingError, match=r"takes \[96, 96\] images"):
-        mapping.check_metadata({"image_size": [96, 96]}, ("front", "wrist"), 128)
+                           ("front", "wrist"))  # fmt: skip
+    assert mapping.encode(observation, "push", {"image_size": [96, 96]})["observation/image/wrist"].shape == (96, 96, 3)
+    with pytest.raises(MappingError, match=r"takes 96x64 images \(metadata image_size\); the mappings send square"):
+        mapping.check_metadata({"image_size": [96, 64]}, ("front", "wrist"))
+    with pytest.raises(MappingError, match=r"takes 256x256 images .*mapping libero sends 224x224"):
+        REMOTE_MAPPINGS.get("libero").check_metadata({"image_size": 256}, ("front", "wrist"))
     with pytest.raises(UnknownNameError, match="unknown remote mapping 'droid'; known remote mappings: libero, sim2r"):
         REMOTE_MAPPINGS.get("droid")
 
@@ -212,8 +215,10 @@ def test_libero_chunks_are_played_five_actions_per_request(make_server: Callable
 
 
 def test_sim2real_mapping_resets_each_episode_and_plays_one_action(make_server: Callable[..., FakeServer]) -> None:
-    server = make_server(lambda n, r: {"actions": np.array([[0, 0, 0, 0, 0, 0, 1.0]] * 3, np.float32)},
-                         metadata={"action_dim": 7, "cameras": ["front", "wrist"], "image_size": [128, 128]})  # fmt: skip
+    metadata = {"action_dim": 7, "cameras": ["front", "wrist"], "image_size": [128, 128]}
+    server = make_server(
+        lambda n, r: {"actions": np.array([[0, 0, 0, 0, 0, 0, 1.0]] * 3, np.float32)}, metadata=metadata
+    )
     options = {"port": server.port, "mapping": "sim2real"}
     results = evaluate_closed_loop("remote", options, ["in_distribution"], ["push"], 2, progress=False)
     assert [r.error for r in results] == [None, None]
@@ -317,3 +322,30 @@ def test_the_command_line_names_a_missing_server_in_one_line(tmp_path: Path) -> 
     assert result.returncode == 2 and len(lines) == 1, result.stdout + result.stderr
     assert f"no policy server at ws://127.0.0.1:{port}" in lines[0]
     assert not out.exists()
+
+
+def test_sim2real_serve_gives_the_in_process_policys_episodes(tmp_path: Path) -> None:
+    """Our own server under the sim2real mapping: the same episodes as the checkpoint in process."""
+    server_module = pytest.importorskip("sim2real.remote.server")
+    torch = pytest.importorskip("torch")
+    from sim2real.policies.checkpoint import save_checkpoint
+    from sim2real.policies.synthetic import tiny_config
+    from sim2real.policies.tokenizer import ActionTokenizer
+    from sim2real.policies.vla import VLAModel
+
+    stats = {"action_p01": np.array([-0.05] * 6 + [0.0], np.float32),
+             "action_p99": np.array([0.05] * 6 + [1.0], np.float32),
+             "state_mean": np.zeros(14, np.float32), "state_std": np.ones(14, np.float32)}  # fmt: skip
+    torch.manual_seed(0)
+    model = VLAModel(tiny_config(image_size=128))  # the rendered size: no resize on either side
+    model.set_normalization(stats)
+    torch.nn.init.normal_(model.head[-1].weight, std=1.0)  # actions that differ from step to step
+    checkpoint = save_checkpoint(tmp_path / "ckpt", model.eval(), ActionTokenizer.from_stats(stats), stats, step=1)
+    local = evaluate_closed_loop("vla", {"checkpoint": str(checkpoint)}, ["in_distribution"], ["push"], 2,
+                                 progress=False)  # fmt: skip
+    loaded = server_module.open_policy(checkpoint)
+    with server_module.serve_in_thread(server_module.PolicyServer(loaded, workers=1)) as running:
+        remote = evaluate_closed_loop("remote", {"port": running.port}, ["in_distribution"], ["push"], 2,
+                                      progress=False)  # fmt: skip
+    assert [r.error for r in remote] == [None, None]
+    assert [(r.length, r.stage, r.safety) for r in remote] == [(r.length, r.stage, r.safety) for r in local]

@@ -307,20 +307,19 @@ class RemoteRollout:
         self._plan: deque[np.ndarray] = deque()
         self._first_request = True
         self._env_cameras: tuple[str, ...] = ()
-        self._image_size = 0
 
     def _connect(self) -> None:
         from sim2real.remote.mapping import MappingError
 
         metadata = self.client.connect()
         try:
-            self.mapping.check_metadata(metadata, self._env_cameras, self._image_size)
+            self.mapping.check_metadata(metadata, self._env_cameras)
         except MappingError as error:
             self.client.close()
             raise PolicySetupError(f"policy=remote {self.client.uri}: {error}") from None
 
     def _ask(self, observation: dict[str, Any], instruction: str, timeout: float | None = None) -> np.ndarray:
-        request = self.mapping.encode(observation, instruction)
+        request = self.mapping.encode(observation, instruction, self.client.metadata)
         if self._first_request and self.mapping.reset == "flag":
             request[self.mapping.reset_key] = True
         reply = self.client.infer(request, timeout)
@@ -329,7 +328,6 @@ class RemoteRollout:
 
     def _bind(self, env: Any) -> None:
         self._env_cameras = tuple(env.cameras)
-        self._image_size = int(env.observation_space["image"][env.cameras[0]].shape[0])
 
     def preflight(self, env: Any, observation: dict[str, Any], instruction: str) -> None:
         """Connect, check the metadata against the env, and ask once on the first scene (waiting up

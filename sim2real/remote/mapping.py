@@ -14,10 +14,12 @@ actions float32 (7,) = [dx, dy, dz (m), droll, dpitch, dyaw (rad), gripper (0 = 
 
 Presets:
 
-``sim2real`` (our own ``sim2real serve``): request ``observation/image/<camera>`` uint8 as
-rendered, ``observation/state`` float32 (14,), ``prompt`` str; reply ``actions`` (chunk, 7) in
-our convention, played one action per request (the server applies the policy's action
-selection); each episode's first request carries ``reset: True``. Exact.
+``sim2real`` (our own ``sim2real serve``): request ``observation/image/<camera>`` uint8 at the
+server's ``image_size``, ``observation/state`` float32 (14,), ``prompt`` str; reply ``actions``
+(chunk, 7) in our convention, played one action per request (the server applies the policy's
+action selection); each episode's first request carries ``reset: True``. Exact when the server's
+image size is the rendered one; otherwise the images are resized here (PIL bilinear on uint8),
+close to but not bit-equal with the in-process model's own resize.
 
 ``libero`` (openpi's ``examples/libero/main.py`` client of a pi0 / pi0.5 LIBERO checkpoint):
 request ``observation/image`` (front camera) and ``observation/wrist_image`` (wrist camera),
@@ -98,8 +100,9 @@ class RemoteMapping:
     Attributes:
         name: the preset's name.
         images: request key -> our camera name; each image uint8 (H, W, 3).
-        image_size: square size (px) the images are resized to with zero padding, or None to
-            send them as rendered.
+        image_size: square size (px) the images are resized to with zero padding, or None for
+            the size the server's metadata names (resized when it differs from the rendered
+            size), else as rendered.
         state_key: request key of the state, or None to send no state.
         state_layout: a :data:`STATE_LAYOUTS` name.
         prompt_key: request key of the instruction (str).
@@ -170,8 +173,30 @@ class RemoteMapping:
 
     # -----------------------------------------------------------------------------------------
 
-    def encode(self, observation: Mapping[str, Any], instruction: str) -> dict[str, Any]:
-        """The request for ``observation`` ({"image": {camera: uint8 (H, W, 3)}, "state": (14,)})."""
+    def request_size(self, metadata: Mapping[str, Any]) -> int | None:
+        """Side (px) of the images sent: the mapping's ``image_size``, else the server's metadata
+        ``image_size`` (int or [H, W], square), else None (as rendered)."""
+        size = metadata.get(self.metadata_image_size)
+        if size is None:
+            return self.image_size
+        try:
+            height, width = (int(v) for v in np.broadcast_to(np.asarray(size), (2,)))
+        except (TypeError, ValueError):
+            raise MappingError(f"metadata {self.metadata_image_size}={size!r}: expected an int or [H, W]") from None
+        if height != width:
+            raise MappingError(f"the server takes {height}x{width} images (metadata {self.metadata_image_size}); "
+                               "the mappings send square images")  # fmt: skip
+        if self.image_size is not None and height != self.image_size:
+            raise MappingError(f"the server takes {height}x{width} images (metadata {self.metadata_image_size}); "
+                               f"mapping {self.name} sends {self.image_size}x{self.image_size}")  # fmt: skip
+        return height
+
+    def encode(
+        self, observation: Mapping[str, Any], instruction: str, metadata: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The request for ``observation`` ({"image": {camera: uint8 (H, W, 3)}, "state": (14,)});
+        ``metadata``: the server's, for the image size when the mapping names none."""
+        size = self.request_size(metadata or {})
         request: dict[str, Any] = {}
         images = observation["image"]
         for key, camera in self.images.items():
@@ -180,7 +205,7 @@ class RemoteMapping:
                     f"mapping {self.name}: {key} needs camera {camera!r}; the env renders {list(images)}"
                 )
             image = np.asarray(images[camera], np.uint8)
-            request[key] = image if self.image_size is None else resize_with_pad(image, self.image_size)
+            request[key] = image if size is None else resize_with_pad(image, size)
         if self.state_key is not None:
             request[self.state_key] = STATE_LAYOUTS.get(self.state_layout)[1](observation["state"])
         request[self.prompt_key] = str(instruction)
@@ -209,11 +234,11 @@ class RemoteMapping:
         ours[:, 6] = np.clip(opening, 0.0, 1.0) + 0.0  # + 0.0: no negative zero
         return ours.astype(np.float32)
 
-    def check_metadata(self, metadata: Mapping[str, Any], env_cameras: tuple[str, ...], image_size: int) -> None:
+    def check_metadata(self, metadata: Mapping[str, Any], env_cameras: tuple[str, ...]) -> None:
         """Raise :class:`MappingError` when the server's metadata does not fit the env or this mapping.
 
-        ``env_cameras``: the cameras the env renders; ``image_size``: their side (px). Only keys
-        present in the metadata are checked (openpi's LIBERO server sends ``{}``)."""
+        ``env_cameras``: the cameras the env renders. Only keys present in the metadata are
+        checked (openpi's LIBERO server sends ``{}``)."""
         dim = metadata.get(self.metadata_action_dim)
         if dim is not None and dim != self.action_dim:
             raise MappingError(f"the server's actions are {dim}-D (metadata {self.metadata_action_dim}); mapping "
@@ -224,11 +249,7 @@ class RemoteMapping:
             if missing:
                 raise MappingError(f"the server needs cameras {list(cameras)} (metadata {self.metadata_cameras}); "
                                    f"the env renders {list(env_cameras)}, not {missing}")  # fmt: skip
-        size = metadata.get(self.metadata_image_size)
-        sent = self.image_size or image_size
-        if size is not None and list(np.broadcast_to(np.asarray(size), (2,))) != [sent, sent]:
-            raise MappingError(f"the server takes {size} images (metadata {self.metadata_image_size}); "
-                               f"mapping {self.name} sends {sent}x{sent}")  # fmt: skip
+        self.request_size(metadata)
         state_dim = metadata.get(self.metadata_state_dim)
         if state_dim is not None and self.state_key is not None and state_dim != self.state_dim:
             raise MappingError(f"the server takes a {state_dim}-D state (metadata {self.metadata_state_dim}); "
