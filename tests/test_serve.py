@@ -236,6 +236,25 @@ def test_a_selection_the_policy_cannot_use_is_named_before_loading(checkpoint):
         open_policy(checkpoint, execute_steps=2)
 
 
+def test_the_remote_client_with_the_sim2real_mapping_reproduces_act(server, checkpoint):
+    from sim2real.remote.client import RemotePolicyClient
+    from sim2real.remote.mapping import REMOTE_MAPPINGS
+
+    mapping = REMOTE_MAPPINGS.get("sim2real")
+    episodes = _episodes(seed=14, n=2)
+    got = []
+    with RemotePolicyClient(server.url) as client:
+        metadata = client.connect()
+        mapping.check_metadata(metadata, CAMERAS)
+        for instruction, frames in episodes:
+            for t, frame in enumerate(frames):
+                request = mapping.encode(frame, instruction, metadata)
+                if t == 0:
+                    request[mapping.reset_key] = True
+                got.append(mapping.decode(client.infer(request))[0])
+    _assert_equal(got, _in_process(checkpoint, episodes))
+
+
 # ------------------------------------------------------------------------------ bad requests
 def _bad_requests(good: dict) -> list[tuple[str, object, tuple[str, ...]]]:
     """(case, frame, words the error frame must hold)."""
