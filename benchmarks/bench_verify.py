@@ -41,7 +41,8 @@ def main() -> None:
     config = _config(args.out, args.episodes, args.workers)
     start = time.perf_counter()
     generate(config)
-    print(f"dataset: {args.episodes} episodes in {args.out} ({time.perf_counter() - start:.0f} s to generate or resume)")
+    seconds = time.perf_counter() - start
+    print(f"dataset: {args.episodes} episodes in {args.out} ({seconds:.0f} s to generate or resume)")
     for label, cold in (("page cache warm", False), ("page cache dropped", True)):
         if cold and not _drop_page_cache():
             print("page cache dropped: skipped (no permission to drop the page cache)")
