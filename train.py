@@ -1,12 +1,15 @@
-"""Train the VLA policy (hydra). See configs/train.yaml.
+"""Train a policy (hydra). See configs/train.yaml; ``model=<type>`` chooses the registered policy
+type (``vla``, the default; ``bc``), ``model.<field>=...`` its settings.
 
 python train.py data.path=data/pick_place/zarr output_dir=runs/vla train.max_steps=20000
+python train.py model=bc data.path=data/pick_place/zarr output_dir=runs/bc
 python train.py -m train.lr=1e-4,3e-4 data.max_episodes=50,200 data.path=data/all/zarr output_dir=runs/sweep
 torchrun --nproc_per_node=2 train.py data.path=... output_dir=runs/ddp   # multi-GPU (DDP)
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sim2real.entrypoint import schema_defaults
-from sim2real.policies.vla.config import VLAConfig
+from sim2real.policies import POLICIES
 from sim2real.training.config import TrainConfig, from_settings
 
 _D = TrainConfig  # the defaults (class attributes of the dataclass)
@@ -67,13 +70,21 @@ class TrainSchema:
     defaults: list[Any] = field(default_factory=schema_defaults)
     output_dir: str = _D.output_dir
     data: DataSchema = field(default_factory=DataSchema)
-    model: VLAConfig = field(default_factory=VLAConfig)
+    model: Any = None  # the ``model`` group's choice: one registered policy type's config
     train: OptimSchema = field(default_factory=OptimSchema)
     finetune: FinetuneSchema = field(default_factory=FinetuneSchema)
     progress: bool = _D.progress
 
 
+def model_schema(name: str) -> type:
+    """The ``model=<name>`` group entry: the type's config class, plus ``type: <name>``."""
+    return dataclasses.make_dataclass(f"{name}_model", [("type", str, field(default=name))],
+                                      bases=(POLICIES.get(name).config_class,))  # fmt: skip
+
+
 ConfigStore.instance().store(name="train_schema", node=TrainSchema)
+for _name in POLICIES.names():
+    ConfigStore.instance().store(group="model", name=_name, node=model_schema(_name))
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")

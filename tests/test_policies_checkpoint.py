@@ -206,7 +206,7 @@ def test_incompatible_checkpoints_are_refused_with_clear_messages(tmp_path):
 
     unknown = shutil.copytree(good, tmp_path / "unknown")
     _corrupt(unknown, policy="diffusion")
-    with pytest.raises(CheckpointError, match="unknown policy 'diffusion'; known policys: vla"):
+    with pytest.raises(CheckpointError, match="unknown policy 'diffusion'; known policys: bc, vla"):
         load_checkpoint(unknown)
 
     resized = shutil.copytree(good, tmp_path / "resized")

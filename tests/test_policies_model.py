@@ -172,7 +172,7 @@ def test_vision_weights_from_a_local_file(tmp_path):
 
 def test_registry_and_config():
     assert POLICIES.get("vla") is VLAModel and "vla" in POLICIES.names()
-    with pytest.raises(UnknownNameError, match="known policys: vla"):
+    with pytest.raises(UnknownNameError, match="known policys: bc, vla"):
         POLICIES.get("diffusion")
     assert isinstance(build_policy("vla", tiny_config()), VLAModel)
     cfg = tiny_config(cameras=["front"])

@@ -6,8 +6,10 @@ Layout of ``<path>/``::
     model.safetensors             the weights to act with (the EMA weights when an EMA was kept;
                                   LoRA adapters merged into their base layers)
     normalization.json            dataset statistics (action_p01/p99, state_mean/std, ...)
-    tokenizer.json                the action tokenizer's spec
-    language_cache.npz            (MiniLM policies) cached instruction embeddings
+    tokenizer.json                the action space's spec (1st/99th percentiles, bins): the VLA's
+                                  tokenizer, the scaling of the BC regression head
+    ...                           the files the policy type keeps beside its weights (its
+                                  ``save_files``), e.g. language_cache.npz (MiniLM instruction embeddings)
     # optional, for an exact resume of training:
     training_weights.safetensors  the online (non-averaged) weights, as trained
     optimizer.safetensors         optimiser state tensors, torch RNG states, named generator states
@@ -37,9 +39,9 @@ from torch import nn
 
 from sim2real import __version__
 from sim2real.errors import DataIntegrityError, Sim2RealError
-from sim2real.policies.language import MiniLMTextEncoder
 from sim2real.policies.registry import POLICIES
 from sim2real.policies.tokenizer import ActionTokenizer
+from sim2real.policies.vla.model import LANGUAGE_CACHE_FILE as LANGUAGE_CACHE_FILE
 
 FORMAT = "sim2real.policy_checkpoint"
 SCHEMA_VERSION = 2
@@ -48,7 +50,6 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 NORMALIZATION_FILE = "normalization.json"
 TOKENIZER_FILE = "tokenizer.json"
-LANGUAGE_CACHE_FILE = "language_cache.npz"
 TRAINING_WEIGHTS_FILE = "training_weights.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_STATE_FILE = "trainer_state.json"
@@ -244,9 +245,9 @@ def save_checkpoint(
         )
         _write_json(tmp / NORMALIZATION_FILE, dict(stats))
         _write_json(tmp / TOKENIZER_FILE, tokenizer.to_dict())
-        text = getattr(bare, "text", None)
-        if isinstance(text, MiniLMTextEncoder) and text.cache:
-            text.save_cache(tmp / LANGUAGE_CACHE_FILE)
+        save_files = getattr(bare, "save_files", None)
+        if save_files is not None:
+            save_files(tmp)
         if optimizer is not None:
             _save_training_state(tmp, bare, optimizer, scheduler, ema, step, generators, extra)
         _replace_dir(tmp, path)
@@ -373,7 +374,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if version != SCHEMA_VERSION:
         raise CheckpointError(
             f"{path}: schema version mismatch: the checkpoint has schema version {meta['schema_version']}, "
-            f"this code reads version {SCHEMA_VERSION} (no migration from {version})"
+            f"this code reads version {SCHEMA_VERSION} (no migration from {version}); to convert it, add a "
+            f"migration from version {version} to sim2real.policies.checkpoint.MIGRATIONS, or use it with the "
+            f"sim2real that wrote it ({meta.get('versions', {}).get('sim2real', 'see versions in config.json')})"
         )
     return meta
 
@@ -450,9 +453,9 @@ def load_checkpoint(
     stats = {k: np.asarray(v, dtype=np.float32) for k, v in _read_json(path / NORMALIZATION_FILE).items()}
     model = cls(config, load_pretrained=False)
     _load_weights(path, model, _load_tensors(path / MODEL_FILE), MODEL_FILE)
-    text = getattr(model, "text", None)
-    if isinstance(text, MiniLMTextEncoder) and (path / LANGUAGE_CACHE_FILE).is_file():
-        text.load_cache(path / LANGUAGE_CACHE_FILE)
+    load_files = getattr(model, "load_files", None)
+    if load_files is not None:
+        load_files(path)
     model.to(device).eval()
     return Checkpoint(path=path, policy=meta["policy"], model=model, tokenizer=tokenizer, stats=stats, meta=meta)
 

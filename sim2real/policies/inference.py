@@ -1,4 +1,5 @@
-"""Closed-loop inference: :class:`VLAPolicy` acts on gymnasium observations one step at a time.
+"""Closed-loop inference: :class:`ChunkPolicy` acts on gymnasium observations one step at a time,
+with any registered policy type (:mod:`sim2real.policies.base`); :func:`load_policy` loads one.
 
 The policy keeps its own history: each ``act`` encodes only the new frame (vision encoder,
 FiLM, TokenLearner: the expensive part) and caches its tokens; the small transformer then
@@ -18,21 +19,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from sim2real.policies.base import TrainablePolicy
 from sim2real.policies.checkpoint import MODEL_FILE, load_checkpoint
 from sim2real.policies.tokenizer import ActionTokenizer
 from sim2real.policies.vla.model import VLAModel
 
-#: how action tokens become actions: the most likely bin (RT-1, OpenVLA) or the distribution's mean
-DECODINGS = ("argmax", "expectation")
+#: how the VLA's action tokens become actions: the most likely bin (RT-1, OpenVLA) or the
+#: distribution's mean (each policy type lists its own as ``decodings``)
+DECODINGS = VLAModel.decodings
 
 
 def check_action_selection(
-    chunk: int, execute_steps: int, temporal_ensemble: float | None, decoding: str, prefix: str = ""
+    chunk: int,
+    execute_steps: int,
+    temporal_ensemble: float | None,
+    decoding: str,
+    prefix: str = "",
+    decodings: Sequence[str] = DECODINGS,
 ) -> None:
     """Raise ``ValueError`` naming (after ``prefix``, e.g. ``policy.``) the first option that does
-    not fit a policy predicting ``chunk``-step chunks."""
-    if decoding not in DECODINGS:
-        raise ValueError(f"{prefix}decoding={decoding!r}: expected one of {', '.join(DECODINGS)}")
+    not fit a policy predicting ``chunk``-step chunks that decodes as one of ``decodings``."""
+    if decoding not in decodings:
+        raise ValueError(f"{prefix}decoding={decoding!r}: expected one of {', '.join(decodings)}")
     if not 1 <= execute_steps <= chunk:
         raise ValueError(f"{prefix}execute_steps={execute_steps}: must be in [1, {chunk}] (the policy's chunk)")
     if temporal_ensemble is not None and (temporal_ensemble < 0 or execute_steps != 1):
@@ -42,8 +50,9 @@ def check_action_selection(
         )
 
 
-class VLAPolicy:
-    """Stateful policy: ``reset()`` at each episode start, then ``act(observation, instruction)``.
+class ChunkPolicy:
+    """Stateful policy over any registered policy model: ``reset()`` at each episode start, then
+    ``act(observation, instruction)``.
 
     ``observation = {"image": {camera: uint8 (H, W, 3)}, "state": float32 (14,)}`` (the
     :class:`sim2real.sim.env.Sim2RealEnv` observation). ``act`` returns float32 (7,): the first
@@ -51,30 +60,33 @@ class VLAPolicy:
     the average of every still-valid chunk's prediction for the current step, weighted
     ``exp(-m * i)`` with ``i = 0`` the oldest prediction; or, with ``execute_steps=k``, the
     first ``k`` actions of a chunk played open loop before the next prediction (ACT's chunk
-    execution; every frame still enters the history). ``decoding="expectation"`` reads each
-    dimension as the mean over bin centres instead of the argmax bin. A new instruction resets
-    the history. The defaults give the model's raw prediction (RT-1's first action of the argmax
-    chunk); the evaluation harness defaults to ``decoding="expectation", temporal_ensemble=0.1``,
+    execution; every frame still enters the history). ``decoding`` is one of the model's
+    ``decodings`` (the VLA's ``"expectation"`` reads each dimension as the mean over bin centres
+    instead of the ``"argmax"`` bin; ``None``: the type's first). A new instruction resets the
+    history. The defaults give the model's raw prediction (for the VLA, RT-1's first action of
+    the argmax chunk); the evaluation harness defaults to ``decoding="expectation", temporal_ensemble=0.1``,
     which closed-loop evaluation found the more precise.
     ``num_threads`` sets torch's (process-wide) intra-op thread count.
     """
 
     def __init__(
         self,
-        model: VLAModel,
+        model: TrainablePolicy,
         tokenizer: ActionTokenizer,
         *,
         device: str | torch.device = "cpu",
         temporal_ensemble: float | None = None,
         execute_steps: int = 1,
-        decoding: str = "argmax",
+        decoding: str | None = None,
         num_threads: int | None = None,
     ) -> None:
-        check_action_selection(model.config.chunk, execute_steps, temporal_ensemble, decoding)
+        decodings = tuple(model.decodings)
+        decoding = decoding if decoding is not None else decodings[0]
+        check_action_selection(model.config.chunk, execute_steps, temporal_ensemble, decoding, decodings=decodings)
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model: Any = model.to(self.device).eval()  # type: ignore[attr-defined]
         self.tokenizer = tokenizer
         self.config = model.config
         self.temporal_ensemble = temporal_ensemble
@@ -87,7 +99,7 @@ class VLAPolicy:
         self._instruction: str | None = None
         self._lang: torch.Tensor | None = None
         self._step = 0
-        self.policy_type = "vla"
+        self.policy_type = _registered_name(model)
         self.checkpoint: Path | None = None
         self.meta: dict[str, Any] = {}
 
@@ -99,11 +111,11 @@ class VLAPolicy:
         *,
         temporal_ensemble: float | None = None,
         execute_steps: int = 1,
-        decoding: str = "argmax",
+        decoding: str | None = None,
         num_threads: int | None = None,
         expected_cameras: Sequence[str] | None = None,
-    ) -> VLAPolicy:
-        """Load a checkpoint folder (see :mod:`sim2real.policies.checkpoint`)."""
+    ) -> ChunkPolicy:
+        """Load a checkpoint folder of any registered type (see :mod:`sim2real.policies.checkpoint`)."""
         ckpt = load_checkpoint(path, device=device, expected_cameras=expected_cameras)
         policy = cls(
             ckpt.model,
@@ -114,7 +126,6 @@ class VLAPolicy:
             decoding=decoding,
             num_threads=num_threads,
         )
-        policy.policy_type = ckpt.policy
         policy.checkpoint = ckpt.path
         policy.meta = ckpt.meta
         return policy
@@ -172,7 +183,7 @@ class VLAPolicy:
             if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
                 raise ValueError(f"camera {cam!r}: expected uint8 (H, W, 3), got {img.dtype} {img.shape}")
             out[cam] = torch.from_numpy(np.ascontiguousarray(img)).to(self.device).view(1, 1, *img.shape)
-        if "state" not in observation and self.config.use_proprio:
+        if "state" not in observation and getattr(self.config, "use_proprio", True):
             raise KeyError("observation lacks 'state' (float32 (14,)), which this policy uses (use_proprio=True)")
         state = np.asarray(observation.get("state", np.zeros(self.config.state_dim)), dtype=np.float32)
         if state.shape != (self.config.state_dim,):
@@ -191,10 +202,35 @@ class VLAPolicy:
 
     def _decode(self) -> np.ndarray:
         tokens = torch.stack(list(self._tokens), dim=1)  # (1, T, N_obs, D), T <= To
-        logits = self.model.decode(tokens, self._lang)  # (1, Ta, A, bins)
-        if self.decoding == "expectation":
-            return self.tokenizer.decode_expected(logits)[0].cpu().numpy()
-        return self.tokenizer.decode(logits.argmax(dim=-1))[0].cpu().numpy()
+        output = self.model.decode(tokens, self._lang)  # the head's prediction, e.g. (1, Ta, A, bins)
+        return self.model.output_to_actions(output, self.tokenizer, self.decoding)[0].cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_batch(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The model's point prediction for a training-layout batch (whole episodes at once, for
+        open-loop metrics): float32 (B, Ta, A) in original units; the history is untouched."""
+        return self.model.predict_actions(batch, self.tokenizer)
+
+    @torch.inference_mode()
+    def image_features(self, images: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """Per camera, the vision encoder's pooled features of uint8 (B, H, W, 3) frames
+        (language-independent): (B, C); ``None`` for a policy type without them."""
+        encode = getattr(self.model, "encode_images", None)
+        return encode(images) if encode is not None else None
+
+    @torch.inference_mode()
+    def attention_maps(self, images: Mapping[str, torch.Tensor], instruction: str) -> dict[str, torch.Tensor] | None:
+        """Per camera, where the policy looks for ``instruction``: float (B, S, H, W) maps over uint8
+        (B, H, W, 3) frames; ``None`` for a policy type without them."""
+        maps = getattr(self.model, "attention_maps", None)
+        return maps(images, [instruction] * next(iter(images.values())).shape[0]) if maps is not None else None
+
+    def state_fill(self) -> np.ndarray:
+        """float32 (14,): what stands in for unknown (NaN) state entries: the training state mean."""
+        mean = getattr(self.model, "state_mean", None)
+        if mean is None:
+            return np.zeros(self.config.state_dim, np.float32)
+        return mean.detach().cpu().numpy().astype(np.float32)
 
     @torch.inference_mode()
     def predict_chunk(self, observation: Mapping[str, Any], instruction: str) -> np.ndarray:
@@ -221,22 +257,33 @@ class VLAPolicy:
         return np.asarray(action, dtype=np.float32)
 
 
+#: the name the VLA's runner had before any policy type could use it
+VLAPolicy = ChunkPolicy
+
+
+def _registered_name(model: Any) -> str:
+    from sim2real.policies.registry import POLICIES
+
+    return next((name for name in POLICIES.names() if POLICIES.get(name) is type(model)), type(model).__name__)
+
+
 def load_policy(
     path: str | Path,
     *,
     device: str | torch.device = "cpu",
     temporal_ensemble: float | None = None,
     execute_steps: int = 1,
-    decoding: str = "argmax",
+    decoding: str | None = None,
     num_threads: int | None = None,
     expected_cameras: Sequence[str] | None = None,
-) -> VLAPolicy:
-    """The policy saved in checkpoint folder ``path``, ready to act: ``reset()``,
-    ``act(observation, instruction) -> float32 (7,)``, ``describe() -> dict``.
+) -> ChunkPolicy:
+    """The policy saved in checkpoint folder ``path`` (any registered type), ready to act:
+    ``reset()``, ``act(observation, instruction) -> float32 (7,)``, ``describe() -> dict``.
 
-    The keyword options choose how predicted chunks become actions (see :class:`VLAPolicy`).
+    The keyword options choose how predicted chunks become actions (see :class:`ChunkPolicy`);
+    ``decoding=None`` is the type's own default (the VLA's ``argmax``, the raw prediction).
     """
-    return VLAPolicy.from_checkpoint(
+    return ChunkPolicy.from_checkpoint(
         path,
         device=device,
         temporal_ensemble=temporal_ensemble,

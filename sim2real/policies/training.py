@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from sim2real.policies.tokenizer import ActionTokenizer
-from sim2real.policies.vla.model import action_loss
 from sim2real.policies.vla.transformer import ATTENTION_PROJECTIONS
 
 Batch = Mapping[str, Any]
@@ -214,11 +213,6 @@ def _shift_into(out: torch.Tensor, src: torch.Tensor, dy: int, dx: int) -> None:
         out[:, :, :-dx] = out[:, :, -dx : -dx + 1]
 
 
-def _target_sigma(model: nn.Module) -> float:
-    config = getattr(unwrap(model), "config", None)
-    return float(getattr(config, "target_sigma_bins", 0.0))
-
-
 def train_step(
     model: nn.Module,
     batch: Batch,
@@ -235,6 +229,7 @@ def train_step(
 ) -> dict[str, float]:
     """One optimisation step on ``batch`` (already on the model's device); returns metrics.
 
+    The loss is the policy type's own (``compute_loss``, see :mod:`sim2real.policies.base`).
     Raises :class:`NonFiniteLossError` (before touching the weights) when the loss or the
     gradient norm is NaN/Inf. Metrics: ``loss``, ``token_accuracy``, ``action_l1``, ``count``,
     ``grad_norm``, ``lr``.
@@ -245,8 +240,8 @@ def train_step(
         batch = {**batch, "images": {c: random_shift(x, augment_shift, generator) for c, x in batch["images"].items()}}
     optimizer.zero_grad(set_to_none=True)
     with autocast_context(device, amp):
-        logits = model(batch)  # through the (DDP) wrapper, so gradients get synchronised
-    loss, metrics = action_loss(logits.float(), batch, tokenizer, _target_sigma(model))
+        output = model(batch)  # through the (DDP) wrapper, so gradients get synchronised
+    loss, metrics = unwrap(model).compute_loss(output.float(), batch, tokenizer)
     if not torch.isfinite(loss):
         raise NonFiniteLossError(step, "loss", float(loss.detach()))
     loss.backward()
@@ -289,8 +284,8 @@ def evaluate(
                 break
             batch = move_batch(batch, device)
             with autocast_context(device):
-                logits = bare(batch)
-            _, metrics = action_loss(logits.float(), batch, tokenizer, _target_sigma(bare))
+                output = bare(batch)
+            _, metrics = bare.compute_loss(output.float(), batch, tokenizer)
             for key in totals:
                 totals[key] += metrics[key] * metrics["count"]
             count += metrics["count"]
@@ -313,7 +308,8 @@ def freeze_for_finetune(
     lora_dropout: float = 0.0,
     lora_targets: Sequence[str] = ATTENTION_PROJECTIONS,
 ) -> dict[str, int]:
-    """Prepare a trained VLA model for fine-tuning, in place; returns parameter counts.
+    """Prepare a trained policy built on the shared encoders (any registered type) for fine-tuning,
+    in place; returns parameter counts.
 
     ``"head"``: freeze everything (vision, language, tokenisation, transformer) except the
     action head, the readout tokens, the final norm and the last ``trainable_layers``

@@ -13,9 +13,10 @@ from typing import Any
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``data``: dataset folder (zarr/, zarr store, RLDS version folder, hdf5/); ``model``:
-    :class:`VLAConfig` fields; ``finetune_from`` + ``finetune_mode`` (head | lora) initialise
-    from a checkpoint and freeze as the field does."""
+    """``data``: dataset folder (zarr/, zarr store, RLDS version folder, hdf5/); ``policy``: the
+    registered policy type (``vla``, ``bc``; ``model=<type>`` in train.py); ``model``: fields of
+    that type's config class (:class:`VLAConfig`, :class:`BCConfig`); ``finetune_from`` +
+    ``finetune_mode`` (head | lora) initialise from a checkpoint and freeze as the field does."""
 
     data_path: str
     output_dir: str = "runs/vla"
@@ -28,6 +29,7 @@ class TrainConfig:
     loader_workers: int | None = None  # None: 0 when training on the CPU, else min(8, CPUs // 2)
     batch_size: int = 64
     cache_dir: str | None = None  # a root for training caches (one per dataset); None: beside the dataset
+    policy: str = "vla"
     model: dict[str, Any] = field(default_factory=dict)
     max_steps: int = 2000
     lr: float = 3e-4
@@ -53,7 +55,7 @@ SETTING_KEYS = {
     "data_path": "data.path", "cameras": "data.cameras", "history": "data.history", "chunk": "data.chunk",
     "max_episodes": "data.max_episodes", "val_fraction": "data.val_fraction",
     "successful_only": "data.successful_only", "loader_workers": "data.workers", "batch_size": "data.batch_size",
-    "cache_dir": "data.cache_dir", "model": "model", "finetune_from": "finetune.init_from",
+    "cache_dir": "data.cache_dir", "policy": "model.type", "model": "model", "finetune_from": "finetune.init_from",
     "finetune_mode": "finetune.mode", "output_dir": "output_dir", "progress": "progress",
 }  # fmt: skip
 #: model settings that come from ``data.*`` (one value for the data and the model)
@@ -77,7 +79,7 @@ def from_settings(settings: Mapping[str, Any], output_dir: str | None = None) ->
             node = node[part]
         values[item.name] = node
     values["cameras"] = tuple(values["cameras"])
-    values["model"] = {k: v for k, v in values["model"].items() if k not in MODEL_FROM_DATA}
+    values["model"] = {k: v for k, v in values["model"].items() if k not in (*MODEL_FROM_DATA, "type")}
     if output_dir is not None:
         values["output_dir"] = output_dir
     return TrainConfig(**values)

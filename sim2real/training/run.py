@@ -1,4 +1,4 @@
-"""One training run: dataset -> VLA -> checkpoints, logs and a summary.
+"""One training run: dataset -> a policy of any registered type -> checkpoints, logs and a summary.
 
 Exact resume: batches are drawn per step from ``SeedSequence([seed, step])`` (not from an
 epoch permutation held in memory), the global torch RNG is re-seeded from ``(seed, step)``
@@ -117,10 +117,18 @@ def _distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-def _build_model(config: TrainConfig, stats: dict[str, np.ndarray]) -> Any:
-    from sim2real.policies.vla import VLAConfig, VLAModel
+def _model_config(config: TrainConfig) -> Any:
+    """The registered ``config.policy`` type's config class, built from the model settings."""
+    from sim2real.policies import POLICIES
 
-    model = VLAModel(VLAConfig(cameras=config.cameras, history=config.history, chunk=config.chunk, **config.model))
+    cls = POLICIES.get(config.policy).config_class
+    return cls(cameras=config.cameras, history=config.history, chunk=config.chunk, **config.model)
+
+
+def _build_model(config: TrainConfig, stats: dict[str, np.ndarray]) -> Any:
+    from sim2real.policies import POLICIES
+
+    model = POLICIES.get(config.policy)(_model_config(config))
     model.set_normalization(stats)
     return model
 
@@ -211,25 +219,32 @@ def _check_values(config: TrainConfig) -> None:
 
 
 def _check_model(config: TrainConfig) -> None:
-    """The model settings build a :class:`VLAConfig`, and the files and packages it needs are here."""
+    """The policy type is registered, the model settings build its config, and the files and
+    packages it needs are here."""
+    from sim2real.policies import POLICIES
     from sim2real.policies.language import LanguageEncoderUnavailableError, minilm_model_path
-    from sim2real.policies.vla import VLAConfig
 
-    known = sorted(f.name for f in dataclasses.fields(VLAConfig) if f.name not in MODEL_FROM_DATA)
+    if config.policy not in POLICIES:
+        raise TrainSettingError(f"model={config.policy}: not a policy type; known: {', '.join(POLICIES.names())}")
+    config_class = POLICIES.get(config.policy).config_class
+    known = sorted(f.name for f in dataclasses.fields(config_class) if f.name not in MODEL_FROM_DATA)
     for key in sorted(set(config.model) - set(known)):
         if key in MODEL_FROM_DATA:
             raise TrainSettingError(f"model.{key}: set {setting_key(key)} instead (one value for data and model)")
-        raise TrainSettingError(f"model.{key}: not a model setting; known model settings: {known}")
+        raise TrainSettingError(
+            f"model.{key}: not a setting of model={config.policy}; known model settings: {known}"
+            + ("" if "type" not in config.model else "; choose the policy type with model=<type>, not model.type")
+        )
     values = {**config.model, "cameras": config.cameras, "history": config.history, "chunk": config.chunk}
     try:
-        model = VLAConfig(**values)
+        model = config_class(**values)
     except ValueError as error:
         named = [k for k in values if re.search(rf"\b{k}\b", str(error))]
         keys = ", ".join(f"{setting_key(f'model.{k}')}={_show(values[k])}" for k in named) or "model"
         raise TrainSettingError(f"{keys}: {error}") from None
-    if model.vision_weights and not Path(model.vision_weights).is_file():
+    if getattr(model, "vision_weights", None) and not Path(model.vision_weights).is_file():
         raise TrainSettingError(f"model.vision_weights={model.vision_weights}: no such file")
-    if model.language == "minilm":
+    if getattr(model, "language", None) == "minilm":
         try:
             minilm_model_path()
         except LanguageEncoderUnavailableError as error:
@@ -247,9 +262,13 @@ def _check_paths(config: TrainConfig) -> None:
         from sim2real.policies.checkpoint import CheckpointError, read_meta
 
         try:
-            cameras = read_meta(config.finetune_from).get("cameras", [])
+            meta = read_meta(config.finetune_from)
         except CheckpointError as error:
             raise TrainSettingError(f"finetune.init_from={config.finetune_from}: {error}") from None
+        cameras, policy = meta.get("cameras", []), meta.get("policy")
+        if policy != config.policy:
+            raise TrainSettingError(f"finetune.init_from={config.finetune_from}: a {policy} checkpoint, "
+                                    f"model={config.policy}; fine-tune it with model={policy}")  # fmt: skip
         if list(cameras) != list(config.cameras):
             raise TrainSettingError(f"finetune.init_from={config.finetune_from}: the checkpoint uses cameras "
                                     f"{list(cameras)}, data.cameras={_show(config.cameras)}; use the same")  # fmt: skip
@@ -378,7 +397,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     rank, world = _distributed(device)
     torch.manual_seed(config.seed)
     model = _build_model(config, data.stats).to(device)
-    tokenizer = ActionTokenizer.from_stats(data.stats)
+    tokenizer = ActionTokenizer.from_stats(data.stats, bins=getattr(model.config, "bins", 256))
     frozen = _finetune(config, model) if config.finetune_from else None
     bare = model
     if world > 1:

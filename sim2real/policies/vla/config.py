@@ -1,18 +1,23 @@
-"""Configuration of the RT-1-style VLA policy (a plain dataclass; hydra/OmegaConf-compatible)."""
+"""Configuration of the RT-1-style VLA policy (a plain dataclass; hydra/OmegaConf-compatible).
+
+:class:`EncoderConfig` holds what every policy built on the shared encoders has (observation
+layout, vision, language, transformer); :class:`VLAConfig` adds the 256-bin action head's
+settings. Other policy types extend :class:`EncoderConfig` the same way (``policies/bc``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 VISION_ENCODERS = ("small_cnn", "resnet18", "vit")
 LANGUAGE_ENCODERS = ("minilm", "learned")
 
 
 @dataclass
-class VLAConfig:
-    """Every architectural choice of :class:`sim2real.policies.vla.model.VLAModel`.
+class EncoderConfig:
+    """The observation layout, encoders and transformer of :class:`sim2real.policies.vla.model.EncoderPolicy`.
 
     Shapes: ``To = history``, ``Ta = chunk``, ``S = tokens_per_frame``, ``D = embed_dim``.
     The defaults are the CPU-first configuration (two 128x128 cameras, To=1, Ta=4; batch 64 in train.py).
@@ -25,8 +30,6 @@ class VLAConfig:
     chunk: int = 4
     action_dim: int = 7
     state_dim: int = 14
-    bins: int = 256
-    target_sigma_bins: float = 2.0  # training targets: Gaussian of this std (bins) around the action; 0 = one-hot
 
     # --- vision
     vision_encoder: str = "small_cnn"
@@ -74,11 +77,9 @@ class VLAConfig:
             raise ValueError(f"duplicate camera names in {self.cameras}")
         if self.embed_dim % self.heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by heads {self.heads}")
-        for name in ("image_size", "history", "chunk", "action_dim", "bins", "tokens_per_frame", "layers"):
+        for name in ("image_size", "history", "chunk", "action_dim", "tokens_per_frame", "layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.target_sigma_bins < 0:
-            raise ValueError(f"target_sigma_bins must be >= 0, got {self.target_sigma_bins}")
         if self.readout_tokens < 1:
             raise ValueError("readout_tokens must be >= 1")
         if self.image_size % 16 and self.vision_encoder in ("small_cnn", "vit"):
@@ -92,14 +93,31 @@ class VLAConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VLAConfig:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown VLAConfig keys {unknown}; known keys: {sorted(known)}")
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; known keys: {sorted(known)}")
         return cls(**data)
 
-    def replace(self, **changes: Any) -> VLAConfig:
+    def replace(self, **changes: Any) -> Self:
         """A copy with ``changes`` applied (validated)."""
         return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class VLAConfig(EncoderConfig):
+    """Every architectural choice of :class:`sim2real.policies.vla.model.VLAModel`: the encoders'
+    (:class:`EncoderConfig`) and the action head's, ``Ta x A`` tokens of ``bins`` bins each."""
+
+    bins: int = 256
+    target_sigma_bins: float = 2.0  # training targets: Gaussian of this std (bins) around the action; 0 = one-hot
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first inconsistent field."""
+        super().validate()
+        if self.bins < 1:
+            raise ValueError(f"bins must be >= 1, got {self.bins}")
+        if self.target_sigma_bins < 0:
+            raise ValueError(f"target_sigma_bins must be >= 0, got {self.target_sigma_bins}")

@@ -8,6 +8,8 @@ block-causal transformer: a token of frame ``t`` attends to the tokens of frames
 (never to padded frames, never to readout tokens other than itself). The readout tokens of
 the last frame predict ``Ta x A x bins`` logits: a chunk of ``Ta`` future actions, each of
 the ``A`` dimensions as one of ``bins`` uniform bins (see :mod:`sim2real.policies.tokenizer`).
+Everything before the head is :class:`EncoderPolicy`, which other policy types extend with
+their own head (``policies/bc``: a continuous regression head).
 
 Batch layout (see :mod:`sim2real.policies.synthetic`):
 ``images[camera]`` uint8 (B, To, H, W, 3), ``state`` float32 (B, To, 14),
@@ -18,6 +20,7 @@ Batch layout (see :mod:`sim2real.policies.synthetic`):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +31,7 @@ from torch import nn
 from sim2real.policies.language import LearnedTextEmbedding, MiniLMTextEncoder, build_text_encoder
 from sim2real.policies.registry import POLICIES
 from sim2real.policies.tokenizer import ActionTokenizer
-from sim2real.policies.vla.config import VLAConfig
+from sim2real.policies.vla.config import EncoderConfig, VLAConfig
 from sim2real.policies.vla.transformer import Transformer
 from sim2real.policies.vla.vision import (
     SpatialKeypoints,
@@ -42,19 +45,27 @@ from sim2real.policies.vla.vision import (
 Batch = Mapping[str, Any]
 
 
-@POLICIES.register("vla")
-class VLAModel(nn.Module):
-    """The VLA policy network; ``forward(batch) -> logits (B, Ta, A, bins)``.
+#: the file beside the weights that holds cached MiniLM instruction embeddings
+LANGUAGE_CACHE_FILE = "language_cache.npz"
 
+
+class EncoderPolicy(nn.Module):
+    """The encoders and transformer every policy type built on them shares; a subclass adds
+    its action head (:meth:`_build_head`, :meth:`_head_output`), its loss and its decoding
+    (see :class:`sim2real.policies.base.TrainablePolicy` for the whole interface).
+
+    ``forward(batch) -> output``: the head's raw prediction for the last frame (shape per type).
     ``load_pretrained=False`` skips ``config.vision_weights`` (used when a checkpoint provides
     every weight anyway).
     """
 
-    config_class = VLAConfig
+    config_class: type[EncoderConfig] = EncoderConfig
+    #: how predictions become actions (``decoding=``); the first is the type's own default
+    decodings: tuple[str, ...] = ()
 
-    def __init__(self, config: VLAConfig | None = None, load_pretrained: bool = True) -> None:
+    def __init__(self, config: EncoderConfig | None = None, load_pretrained: bool = True) -> None:
         super().__init__()
-        cfg = config if config is not None else VLAConfig()
+        cfg = config if config is not None else self.config_class()
         self.config = cfg
         dim = cfg.embed_dim
 
@@ -110,13 +121,46 @@ class VLAModel(nn.Module):
         self.time_embed = nn.Parameter(torch.randn(cfg.history, dim) * 0.02)
         self.lang_embed = nn.Parameter(torch.randn(dim) * 0.02) if cfg.language_token else None
         self.transformer = Transformer(dim, cfg.layers, cfg.heads, cfg.mlp_ratio, cfg.dropout)
-
-        out = cfg.chunk * cfg.action_dim * cfg.bins
-        self.head = nn.Sequential(nn.Linear(cfg.readout_tokens * dim, dim), nn.GELU(), nn.Linear(dim, out))
-        nn.init.zeros_(self.head[-1].weight)  # uniform logits at start: loss = ln(bins)
-        nn.init.zeros_(self.head[-1].bias)
+        self.head = self._build_head(cfg.readout_tokens * dim)
         self._mask_cache: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
         self._readout_cache: dict[tuple[int, int, bool, str], torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ the type's own parts
+    def _build_head(self, width: int) -> nn.Module:
+        """The action head: readout features (..., ``width``) -> the type's raw prediction."""
+        raise NotImplementedError
+
+    def _head_output(self, readouts: torch.Tensor) -> torch.Tensor:
+        """Readout features (..., R * D) -> the head's prediction (shape per policy type)."""
+        raise NotImplementedError
+
+    def compute_loss(
+        self, output: torch.Tensor, batch: Batch, tokenizer: ActionTokenizer
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss of ``output = self(batch)`` against ``batch["actions"]`` (B, Ta, A),
+        masked by ``batch["action_mask"]``, and float metrics: ``loss``, ``token_accuracy``,
+        ``action_l1`` (original units), ``count`` (valid action elements)."""
+        raise NotImplementedError
+
+    def output_to_actions(self, output: torch.Tensor, tokenizer: ActionTokenizer, decoding: str) -> torch.Tensor:
+        """The head's prediction -> action chunk float32 (B, Ta, A) in original units."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict_actions(self, batch: Batch, tokenizer: ActionTokenizer) -> torch.Tensor:
+        """The point prediction of the action chunk, float32 (B, Ta, A) in original units
+        (the first of :attr:`decodings`, except where a type says otherwise)."""
+        return self.output_to_actions(self(batch), tokenizer, self.decodings[0])
+
+    def save_files(self, folder: Path) -> None:
+        """Write the files this policy keeps beside its weights: cached MiniLM instruction embeddings."""
+        if isinstance(self.text, MiniLMTextEncoder) and self.text.cache:
+            self.text.save_cache(folder / LANGUAGE_CACHE_FILE)
+
+    def load_files(self, folder: Path) -> None:
+        """Read back what :meth:`save_files` wrote (a file that is absent is skipped)."""
+        if isinstance(self.text, MiniLMTextEncoder) and (folder / LANGUAGE_CACHE_FILE).is_file():
+            self.text.load_cache(folder / LANGUAGE_CACHE_FILE)
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -273,24 +317,19 @@ class VLAModel(nn.Module):
         readouts = hidden.view(b, -1, cfg.readout_tokens * d)  # (B, T', R * D), T' = T or 1
         if not all_timesteps:
             readouts = readouts[:, 0]
-        logits = self.head(readouts)
-        return logits.view(*logits.shape[:-1], cfg.chunk, cfg.action_dim, cfg.bins)
+        return self._head_output(readouts)
 
     # ------------------------------------------------------------------ public API
     def forward(self, batch: Batch, all_timesteps: bool = False) -> torch.Tensor:
-        """batch (see module doc) -> logits (B, Ta, A, bins), or (B, To, Ta, A, bins) with ``all_timesteps``."""
+        """batch (see module doc) -> the head's prediction for the last frame, or for every
+        frame (an extra ``To`` axis after ``B``) with ``all_timesteps``."""
         lang = self.embed_instructions(batch["instruction"])
         tokens = self.encode_frames(batch["images"], batch.get("state"), lang)
         return self.decode(tokens, lang, batch.get("obs_mask"), all_timesteps=all_timesteps)
 
     def loss(self, batch: Batch, tokenizer: ActionTokenizer) -> tuple[torch.Tensor, dict[str, float]]:
-        """Masked cross-entropy over bins, and metrics; see :func:`action_loss`."""
-        return action_loss(self(batch), batch, tokenizer, self.config.target_sigma_bins)
-
-    @torch.no_grad()
-    def predict_actions(self, batch: Batch, tokenizer: ActionTokenizer) -> torch.Tensor:
-        """Greedy (arg-max bin) action chunk, float32 (B, Ta, A) in original units."""
-        return tokenizer.decode(self(batch).argmax(dim=-1))
+        """The training loss of ``batch`` and its metrics; see :meth:`compute_loss`."""
+        return self.compute_loss(self(batch), batch, tokenizer)
 
     @torch.no_grad()
     def encode_images(
@@ -338,6 +377,47 @@ class VLAModel(nn.Module):
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of parameter elements."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+@POLICIES.register("vla")
+class VLAModel(EncoderPolicy):
+    """The VLA policy network; ``forward(batch) -> logits (B, Ta, A, bins)``: each action
+    dimension of the chunk as one of ``bins`` tokens (see :mod:`sim2real.policies.tokenizer`)."""
+
+    config_class = VLAConfig
+    config: VLAConfig
+    #: ``argmax``: the most likely bin (RT-1, OpenVLA); ``expectation``: the mean over bin centres
+    decodings = ("argmax", "expectation")
+
+    def __init__(self, config: VLAConfig | None = None, load_pretrained: bool = True) -> None:
+        super().__init__(config, load_pretrained)
+
+    def _build_head(self, width: int) -> nn.Module:
+        cfg, dim = self.config, self.config.embed_dim
+        out = cfg.chunk * cfg.action_dim * cfg.bins
+        head = nn.Sequential(nn.Linear(width, dim), nn.GELU(), nn.Linear(dim, out))
+        nn.init.zeros_(head[-1].weight)  # uniform logits at start: loss = ln(bins)
+        nn.init.zeros_(head[-1].bias)
+        return head
+
+    def _head_output(self, readouts: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        logits = self.head(readouts)
+        return logits.view(*logits.shape[:-1], cfg.chunk, cfg.action_dim, cfg.bins)
+
+    def compute_loss(
+        self, output: torch.Tensor, batch: Batch, tokenizer: ActionTokenizer
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Masked cross-entropy over bins of logits (B, Ta, A, bins), and metrics; see :func:`action_loss`."""
+        return action_loss(output.float(), batch, tokenizer, self.config.target_sigma_bins)
+
+    def output_to_actions(self, output: torch.Tensor, tokenizer: ActionTokenizer, decoding: str) -> torch.Tensor:
+        """Logits (B, Ta, A, bins) -> actions (B, Ta, A): the arg-max bin's centre, or the expected value."""
+        if decoding == "expectation":
+            return tokenizer.decode_expected(output)
+        if decoding == "argmax":
+            return tokenizer.decode(output.argmax(dim=-1))
+        raise ValueError(f"decoding={decoding!r}: expected one of {', '.join(self.decodings)}")
 
 
 def action_loss(
