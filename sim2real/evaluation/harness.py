@@ -37,9 +37,11 @@ class EvaluationError(UsageError, ValueError):
 class EvaluationConfig:
     policy: str = "expert"
     checkpoint: str | None = None
-    temporal_ensemble: float | None = _SELECTION.temporal_ensemble  # vla: ACT temporal ensemble weight m; None: off
-    execute_steps: int = _SELECTION.execute_steps  # vla: chunk actions played open loop per prediction
-    decoding: str = _SELECTION.decoding  # vla: expectation | argmax
+    # trained policies (vla, bc): ACT temporal ensemble weight m (None: off); chunk actions played
+    # open loop per prediction; decoding (vla: expectation | argmax; bc: expectation)
+    temporal_ensemble: float | None = _SELECTION.temporal_ensemble
+    execute_steps: int = _SELECTION.execute_steps
+    decoding: str = _SELECTION.decoding
     variants: tuple[str, ...] = ("in_distribution",)
     tasks: tuple[str, ...] = ("pick_place", "push", "stack")
     episodes_per_variant: int = 20
@@ -58,12 +60,20 @@ class EvaluationConfig:
     policy_options: dict[str, Any] = field(default_factory=dict)  # python / remote: their policy.* settings
 
 
+def from_checkpoint(policy: str) -> bool:
+    """Whether the rollout policy ``policy`` is a trained one (any registered policy type),
+    built from ``policy.checkpoint``."""
+    from sim2real.evaluation.policies import ROLLOUT_POLICIES
+
+    return bool(getattr(ROLLOUT_POLICIES.get(policy), "from_checkpoint", False))
+
+
 def validate(config: EvaluationConfig) -> None:
     """Check names, paths and layouts before any rollout starts."""
-    from sim2real.evaluation.policies import ROLLOUT_POLICIES, check_rollout_policy
+    from sim2real.evaluation.policies import check_rollout_policy
     from sim2real.randomizers import resolve_randomization
 
-    ROLLOUT_POLICIES.get(config.policy)
+    trained = from_checkpoint(config.policy)
     for variant in config.variants:
         if variant not in VARIANTS:
             raise EvaluationError(f"unknown variant {variant!r}; known variants: {list(VARIANTS)}")
@@ -72,28 +82,34 @@ def validate(config: EvaluationConfig) -> None:
     resolve_randomization(config.randomization)
     if config.episodes_per_variant < 1 or config.workers < 1:
         raise EvaluationError("episodes_per_variant and workers must be >= 1")
-    if config.policy == "vla":
+    if trained:
         _check_checkpoint(config)
-    check_rollout_policy(config.policy, dict(config.policy_options), config.tasks[0], config.seed,
-                         config.randomization)  # python / remote: import, methods, server, metadata, one action
+    check_rollout_policy(
+        config.policy, dict(config.policy_options), config.tasks[0], config.seed, config.randomization
+    )  # python / remote: import, methods, server, metadata, one action
     if config.real_success_csv and not Path(config.real_success_csv).is_file():
         raise EvaluationError(f"ranking.real_success_csv: no such file {config.real_success_csv}")
 
 
 def _check_checkpoint(config: EvaluationConfig) -> None:
-    """The checkpoint loads whole (weights included), acts in the env's 7-D layout, and fits the
-    action-selection options; a file that does not load is named before any rollout."""
+    """The checkpoint loads whole (weights included), is of the policy type evaluated, acts in the
+    env's 7-D layout, and fits the action-selection options; a file that does not load is named
+    before any rollout."""
     checkpoint = config.checkpoint
     if not checkpoint:
-        raise EvaluationError("policy=vla needs policy.checkpoint=<checkpoint folder>")
+        raise EvaluationError(f"policy={config.policy} needs policy.checkpoint=<checkpoint folder>")
     if not Path(checkpoint).exists():
         raise EvaluationError(f"policy.checkpoint={checkpoint}: no such checkpoint folder")
     from sim2real.policies.checkpoint import load_checkpoint
     from sim2real.policies.inference import check_action_selection
 
-    chunk = load_checkpoint(checkpoint, expected_action_dim=7).config.chunk
+    loaded = load_checkpoint(checkpoint, expected_action_dim=7)
+    if loaded.policy != config.policy:
+        raise EvaluationError(f"policy.checkpoint={checkpoint}: a {loaded.policy} checkpoint; evaluate it with "
+                              f"policy={loaded.policy}")  # fmt: skip
     try:
-        check_action_selection(chunk, config.execute_steps, config.temporal_ensemble, config.decoding, "policy.")
+        check_action_selection(loaded.config.chunk, config.execute_steps, config.temporal_ensemble, config.decoding,
+                               "policy.", decodings=loaded.model.decodings)  # fmt: skip
     except ValueError as error:
         raise EvaluationError(str(error)) from error
 
@@ -147,17 +163,17 @@ def _videos(results: list[EpisodeResult], out: Path, count: int) -> dict[str, Pa
 
 def _attention(config: EvaluationConfig, out: Path) -> Path | None:
     """Where the policy looks for one instruction: TokenLearner maps over the first scene."""
-    if config.policy != "vla":
+    if not from_checkpoint(config.policy):
         return None
     import torch
     from PIL import Image
 
     from sim2real.evaluation.closed_loop import scene_seed
-    from sim2real.policies import VLAPolicy
+    from sim2real.policies import load_policy
     from sim2real.randomizers import resolve_randomization, sample_scene
     from sim2real.sim.env import Sim2RealEnv
 
-    policy = VLAPolicy.from_checkpoint(config.checkpoint)
+    policy = load_policy(config.checkpoint)
     task = config.tasks[0]
     preset = resolve_randomization(config.randomization)
     env = Sim2RealEnv(task, randomization=preset)
@@ -167,7 +183,9 @@ def _attention(config: EvaluationConfig, out: Path) -> Path | None:
     finally:
         env.close()
     images = {c: torch.from_numpy(observation["image"][c][None]) for c in policy.config.cameras}
-    maps = policy.model.attention_maps(images, [scene.instruction])
+    maps = policy.attention_maps(images, scene.instruction)
+    if maps is None:  # a policy type without attention maps
+        return None
     tiles = []
     for camera in policy.config.cameras:
         heat = maps[camera][0].sum(dim=0).cpu().numpy()
@@ -221,9 +239,12 @@ def run_evaluation(config: EvaluationConfig) -> Path:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = dict(config.policy_options)
-    if config.policy == "vla":
+    trained = from_checkpoint(config.policy)
+    if trained:
         options = {"checkpoint": config.checkpoint, "temporal_ensemble": config.temporal_ensemble,
                    "execute_steps": config.execute_steps, "decoding": config.decoding}  # fmt: skip
+        if config.workers > 1:  # one torch thread per worker process: no oversubscription
+            options["num_threads"] = 1
     start = time.perf_counter()
     results = evaluate_closed_loop(config.policy, options, list(config.variants), list(config.tasks),
                                    config.episodes_per_variant, config.seed, config.randomization, config.workers,
@@ -247,15 +268,16 @@ def run_evaluation(config: EvaluationConfig) -> Path:
                    for t in config.tasks},
             }  # fmt: skip
     features = None
-    if replay_set is not None and config.policy == "vla":
+    if replay_set is not None and trained:
         from sim2real.evaluation.replay import replay_metrics
-        from sim2real.policies import VLAPolicy
+        from sim2real.policies import load_policy
 
-        policy = VLAPolicy.from_checkpoint(config.checkpoint)
+        policy = load_policy(config.checkpoint)
         sim_episodes = _held_out_sim_episodes(config, count=min(len(replay_set.episodes), 10))
         metrics["replay"], embedding = replay_metrics(policy, replay_set, sim_episodes)
-        camera = policy.config.cameras[0]
-        features = {"real": embedding[camera][0], "sim": embedding[camera][1]}
+        camera = policy.cameras[0]
+        if camera in embedding:  # a policy type with per-camera encoder features
+            features = {"real": embedding[camera][0], "sim": embedding[camera][1]}
     elif replay_set is not None:
         from sim2real.evaluation.replay import dynamics_replay
 

@@ -77,10 +77,16 @@ class RandomRollout:
 
 
 @ROLLOUT_POLICIES.register("vla")
+@ROLLOUT_POLICIES.register("bc")
 class VLARollout:
-    """A trained VLA checkpoint through its inference API."""
+    """A trained checkpoint of any registered policy type (``vla``, ``bc``) through
+    :func:`sim2real.policies.load_policy`; evaluation refuses a checkpoint of another type
+    than the name it runs under."""
 
     name = "vla"
+    #: built from a checkpoint folder (``checkpoint=``): the harness checks it before any rollout
+    #: and draws the attention map and replay metrics from it
+    from_checkpoint = True
 
     def __init__(
         self,
@@ -92,16 +98,17 @@ class VLARollout:
         **_: Any,
     ) -> None:
         if not checkpoint:
-            raise ValueError("policy=vla needs policy.checkpoint=<path to a checkpoint folder>")
-        from sim2real.policies import VLAPolicy
+            raise ValueError("a trained policy needs policy.checkpoint=<path to a checkpoint folder>")
+        from sim2real.policies import load_policy
 
-        self.policy = VLAPolicy.from_checkpoint(
+        self.policy = load_policy(
             Path(checkpoint),
             num_threads=num_threads,
             temporal_ensemble=temporal_ensemble,
             execute_steps=execute_steps,
             decoding=decoding,
         )
+        self.name = self.policy.policy_type
         self.checkpoint = str(checkpoint)
 
     def reset(self, env: Any) -> None:

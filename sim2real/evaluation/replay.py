@@ -69,8 +69,7 @@ def _episode_batch(policy: Any, episode: Episode, cameras: Sequence[str]) -> dic
     history = config.history
     index = np.clip(np.arange(length)[:, None] + np.arange(-history + 1, 1)[None, :], 0, length - 1)
     obs_mask = (np.arange(length)[:, None] + np.arange(-history + 1, 1)[None, :]) >= 0
-    stats_mean = policy.model.state_mean.cpu().numpy() if hasattr(policy.model, "state_mean") else 0.0
-    state = np.where(np.isfinite(episode.steps.state), episode.steps.state, stats_mean).astype(np.float32)
+    state = np.where(np.isfinite(episode.steps.state), episode.steps.state, policy.state_fill()).astype(np.float32)
     images = {}
     available = sorted(episode.steps.images)
     for i, camera in enumerate(cameras):
@@ -87,13 +86,14 @@ def _episode_batch(policy: Any, episode: Episode, cameras: Sequence[str]) -> dic
 
 def open_loop(policy: Any, episodes: Sequence[Episode]) -> dict[str, Any]:
     """Per-dimension normalized L1/MSE, gripper and token accuracy of the policy's first
-    predicted action against the recorded action, over every step of ``episodes``."""
+    predicted action (its point prediction, :meth:`ChunkPolicy.predict_batch`) against the
+    recorded action, over every step of ``episodes``."""
     from sim2real.evaluation.metrics import action_errors
 
     preds, trues = [], []
     for episode in episodes:
         batch = _episode_batch(policy, episode, policy.config.cameras)
-        preds.append(policy.model.predict_actions(batch, policy.tokenizer)[:, 0].cpu().numpy())
+        preds.append(policy.predict_batch(batch)[:, 0].cpu().numpy())
         trues.append(episode.steps.action)
     pred, true = np.concatenate(preds), np.concatenate(trues)
     scale = policy.tokenizer.p99 - policy.tokenizer.p01
@@ -103,7 +103,8 @@ def open_loop(policy: Any, episodes: Sequence[Episode]) -> dict[str, Any]:
 
 
 def visual_gap(policy: Any, real: Sequence[Episode], sim: Sequence[Episode]) -> tuple[dict[str, float], dict]:
-    """Fréchet distance between encoder features (FiLM off) of real and sim frames, per camera."""
+    """Fréchet distance between encoder features (FiLM off) of real and sim frames, per camera
+    (empty for a policy type without per-camera features)."""
     import torch
 
     feats: dict[str, dict[str, list[np.ndarray]]] = {"real": {}, "sim": {}}
@@ -114,7 +115,10 @@ def visual_gap(policy: Any, real: Sequence[Episode], sim: Sequence[Episode]) -> 
             for i, camera in enumerate(policy.config.cameras):
                 source = camera if camera in episode.steps.images else available[min(i, len(available) - 1)]
                 images[camera] = torch.from_numpy(_resize(episode.steps.images[source], policy.config.image_size))
-            for camera, f in policy.model.encode_images(images).items():
+            features = policy.image_features(images)
+            if features is None:
+                return {}, {}
+            for camera, f in features.items():
                 feats[name].setdefault(camera, []).append(f.cpu().numpy())
     gap, embedding = {}, {}
     for camera in policy.config.cameras:
