@@ -81,6 +81,57 @@ def test_a_killed_run_resumes_on_the_same_loss_curve(data: Path, tmp_path: Path,
     assert (killed / weights).read_bytes() == (straight / weights).read_bytes()
 
 
+def test_bc_trains_resumes_after_a_kill_on_the_same_curve_fine_tunes_and_evaluates(data: Path, tmp_path: Path,
+                                                                                   monkeypatch) -> None:  # fmt: skip
+    from sim2real.evaluation.harness import EvaluationConfig, EvaluationError, run_evaluation
+    from sim2real.policies import load_checkpoint
+
+    straight = tmp_path / "straight"
+    summary = train(_config(data, straight, policy="bc"))
+    assert np.isfinite(summary["val"]["loss"]) and 0 <= summary["val"]["token_accuracy"] <= 1
+    assert load_checkpoint(straight / "checkpoints" / "last").policy == "bc"
+    import sim2real.policies.training as training
+
+    original = training.train_step
+
+    def crash_at_six(*args, **kwargs):
+        if kwargs["step"] == 6:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    killed = tmp_path / "killed"
+    monkeypatch.setattr(training, "train_step", crash_at_six)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(data, killed, policy="bc"))
+    monkeypatch.setattr(training, "train_step", original)
+    train(_config(data, killed, policy="bc"))
+    assert _losses(killed) == _losses(straight)
+    weights = Path("checkpoints") / "last" / "model.safetensors"
+    assert (killed / weights).read_bytes() == (straight / weights).read_bytes()
+
+    source = str(straight / "checkpoints" / "last")
+    with pytest.raises(TrainSettingError, match=r"a bc checkpoint, model=vla; fine-tune it with model=bc"):
+        train(_config(data, tmp_path / "wrong", finetune_from=source))
+    tuned = train(_config(data, tmp_path / "ft", policy="bc", max_steps=4, finetune_from=source))
+    assert 0 < tuned["frozen"]["trainable"] < tuned["frozen"]["total"]
+
+    config = EvaluationConfig(policy="bc", checkpoint=source, tasks=("push",), episodes_per_variant=1,
+                              output_dir=str(tmp_path / "eval"), reference_rows=False, videos=0,
+                              progress=False)  # fmt: skip
+    metrics = json.loads((run_evaluation(config) / "metrics.json").read_text())
+    assert metrics["policy"]["name"] == "bc" and metrics["closed_loop"]["in_distribution"]["push"]["trials"] == 1
+    assert (tmp_path / "eval" / "attention.png").is_file()
+    with pytest.raises(EvaluationError, match=r"a bc checkpoint; evaluate it with policy=bc"):
+        run_evaluation(replace(config, policy="vla"))
+
+
+def test_an_unknown_policy_type_or_a_setting_of_another_type_is_named(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainSettingError, match=r"model=diffusion: not a policy type; known: bc, vla"):
+        train(_config(data, tmp_path / "a", policy="diffusion"))
+    with pytest.raises(TrainSettingError, match=r"model\.bins: not a setting of model=bc"):
+        train(_config(data, tmp_path / "b", policy="bc", model={**TINY, "bins": 64}))
+
+
 def test_resuming_with_other_settings_is_refused_before_any_work(data: Path, tmp_path: Path, monkeypatch) -> None:
     run = tmp_path / "run"
     train(_config(data, run, max_steps=4))
@@ -211,6 +262,7 @@ def test_train_yaml_shows_the_training_defaults():
     assert yaml["finetune"] == {"init_from": defaults.finetune_from, "mode": defaults.finetune_mode}
     assert yaml["output_dir"] == defaults.output_dir and yaml["progress"] == defaults.progress
     model_defaults = VLAConfig()
+    assert yaml["defaults"][1] == {"model": "vla"} and defaults.policy == "vla"
     for key, value in yaml["model"].items():
         assert value == getattr(model_defaults, key), f"model.{key}"
     assert (model_defaults.history, model_defaults.chunk) == (defaults.history, defaults.chunk)
