@@ -1,11 +1,13 @@
-"""The VLA closed-loop benchmark: generate 200 episodes per task, train the CPU default VLA on
-all three tasks, evaluate it closed loop on in-distribution scenes; print the times, the
-validation curve and the success rates. The demonstrations carry DART kicks (3 cm on 20 % of
-the steps, the expert's clean actions recorded): ``--expert-noise 0`` records clean ones.
-Usage: python benchmarks/bench_vla_closed_loop.py [--episodes-per-task 200] [--steps 12000]
+"""The closed-loop benchmark: generate 200 episodes per task, train the CPU default of each
+policy type asked for (``--policy vla,bc``: the 256-bin VLA and the regression-head BC on the same
+encoders) on all three tasks, evaluate each closed loop on the same in-distribution scenes; print
+the times, the validation curves and the success rates, one row per policy type side by side.
+The demonstrations carry DART kicks (3 cm on 20 % of the steps, the expert's clean actions
+recorded): ``--expert-noise 0`` records clean ones.
+Usage: python benchmarks/bench_vla_closed_loop.py [--policy vla[,bc]] [--episodes-per-task 200] [--steps 12000]
        [--preset light] [--expert-noise 0.03] [--expert-noise-rate 0.2] [--eval-episodes 50] [--out runs/bench_vla]
        [--train-override KEY=VALUE ...] [--eval-override KEY=VALUE ...]
-A rerun with the same --out reuses finished stages (the dataset, the last checkpoint)."""
+Folders under --out: data/, and per type train/ + eval/ (vla) or train_<type>/ + eval_<type>/."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from sim2real.policies import POLICIES
 from sim2real.sim.experts import TRAINING_DART
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +32,41 @@ def run(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def policy_types(value: str) -> list[str]:
+    """``vla,bc`` -> ``["vla", "bc"]``, each a registered policy type."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in POLICIES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected registered policy types ({', '.join(POLICIES.names())})")
+    return names
+
+
+def folders(out: Path, policy: str) -> tuple[Path, Path]:
+    """(training run, evaluation) folders of ``policy`` under ``out``."""
+    suffix = "" if policy == "vla" else f"_{policy}"
+    return out / f"train{suffix}", out / f"eval{suffix}"
+
+
+def success_table(metrics: dict[str, dict]) -> list[str]:
+    """One line per policy type (its ``metrics.json``): per task ``successes/trials = rate (95 % CI)``
+    and the mean rate over tasks, the types side by side under one header."""
+    tasks = list(next(iter(metrics.values()))["closed_loop"]["in_distribution"])
+    lines = [f"  {'policy':<7}" + "".join(f" {task:<28}" for task in tasks) + " mean"]
+    for policy, block in metrics.items():
+        entries = block["closed_loop"]["in_distribution"]
+        cells = []
+        for task in tasks:
+            entry = entries[task]
+            low, high = entry["ci95"]
+            cells.append(f"{entry['successes']}/{entry['trials']} = {entry['rate']:.1%} ({low:.2f}-{high:.2f})")
+        mean = sum(entries[t]["rate"] for t in tasks) / len(tasks)
+        lines.append(f"  {policy:<7}" + "".join(f" {cell:<28}" for cell in cells) + f" {mean:.1%}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--policy", type=policy_types, default=["vla"], help="policy types, comma-separated")
     parser.add_argument("--episodes-per-task", type=int, default=200)
     parser.add_argument("--steps", type=int, default=12000)
     parser.add_argument("--preset", default="light")
@@ -41,7 +77,7 @@ def main() -> None:
     parser.add_argument("--train-override", action="append", default=[], help="hydra override for train.py")
     parser.add_argument("--eval-override", action="append", default=[], help="hydra override for evaluate.py")
     args = parser.parse_args()
-    data, run_dir, eval_dir = args.out / "data", args.out / "train", args.out / "eval"
+    data = args.out / "data"
     python = sys.executable
     times = {}
     times["generate"] = run([python, "generate.py", "task=all", f"randomization={args.preset}",
@@ -49,26 +85,29 @@ def main() -> None:
                              "formats=[zarr]", f"output_dir={data}", f"expert_noise={args.expert_noise}",
                              f"expert_noise_rate={args.expert_noise_rate}",
                              "progress=false"])  # fmt: skip
-    times["train"] = run([python, "train.py", f"data.path={data / 'zarr'}", f"output_dir={run_dir}",
-                          f"train.max_steps={args.steps}", "train.val_every=500", "train.checkpoint_every=1000",
-                          "progress=false", *args.train_override])  # fmt: skip
-    checkpoint = run_dir / "checkpoints" / "last"
-    times["evaluate"] = run([python, "evaluate.py", "policy=vla", f"policy.checkpoint={checkpoint}",
-                             "variants=[in_distribution]", f"episodes_per_variant={args.eval_episodes}",
-                             f"randomization={args.preset}", "workers=2", "reference_rows=false",
-                             f"output_dir={eval_dir}", "progress=false", *args.eval_override])  # fmt: skip
-    metrics = json.loads((eval_dir / "metrics.json").read_text())
-    with open(run_dir / "metrics.csv", newline="") as handle:
-        curve = [r for r in csv.DictReader(handle) if r["split"] == "val"]
-    print("\nvalidation curve (step, loss, token accuracy, action L1):")
-    for row in curve:
-        loss, accuracy, l1 = (float(row[k]) for k in ("loss", "token_accuracy", "action_l1"))
-        print(f"  {row['step']:>6} {loss:.4f} {accuracy:.3f} {l1:.4f}")
-    print("\nclosed-loop success, in-distribution scenes:")
-    for task, entry in metrics["closed_loop"]["in_distribution"].items():
-        low, high = entry["ci95"]
-        counts = f"{entry['successes']}/{entry['trials']}"
-        print(f"  {task:<11} {counts} = {entry['rate']:.1%} (95% CI {low:.2f}-{high:.2f})")
+    results = {}
+    for policy in args.policy:
+        run_dir, eval_dir = folders(args.out, policy)
+        times[f"train {policy}"] = run([python, "train.py", f"model={policy}", f"data.path={data / 'zarr'}",
+                                        f"output_dir={run_dir}", f"train.max_steps={args.steps}",
+                                        "train.val_every=500", "train.checkpoint_every=1000", "progress=false",
+                                        *args.train_override])  # fmt: skip
+        checkpoint = run_dir / "checkpoints" / "last"
+        times[f"evaluate {policy}"] = run([python, "evaluate.py", f"policy={policy}", f"policy.checkpoint={checkpoint}",
+                                           "variants=[in_distribution]", f"episodes_per_variant={args.eval_episodes}",
+                                           f"randomization={args.preset}", "workers=2", "reference_rows=false",
+                                           f"output_dir={eval_dir}", "progress=false",
+                                           *args.eval_override])  # fmt: skip
+        with open(run_dir / "metrics.csv", newline="") as handle:
+            curve = [r for r in csv.DictReader(handle) if r["split"] == "val"]
+        results[policy] = (curve, json.loads((eval_dir / "metrics.json").read_text()))
+    for policy, (curve, _) in results.items():
+        print(f"\n{policy}: validation curve (step, loss, token accuracy, action L1):")
+        for row in curve:
+            loss, accuracy, l1 = (float(row[k]) for k in ("loss", "token_accuracy", "action_l1"))
+            print(f"  {row['step']:>6} {loss:.4f} {accuracy:.3f} {l1:.4f}")
+    print("\nclosed-loop success, in-distribution scenes (same data, same scenes):")
+    print("\n".join(success_table({policy: metrics for policy, (_, metrics) in results.items()})))
     print("\n" + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()))
 
 

@@ -1,0 +1,38 @@
+"""benchmarks/bench_vla_closed_loop.py: the vla and bc rows side by side, from the same scenes."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_closed_loop", ROOT / "benchmarks" / "bench_vla_closed_loop.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _metrics(rates: dict[str, tuple[int, int]]) -> dict:
+    entries = {task: {"successes": s, "trials": n, "rate": s / n, "ci95": [0.0, 1.0]} for task, (s, n) in rates.items()}
+    return {"closed_loop": {"in_distribution": entries}}
+
+
+def test_the_benchmark_prints_the_vla_and_bc_rows_side_by_side(tmp_path: Path) -> None:
+    bench = _bench()
+    assert bench.policy_types("vla,bc") == ["vla", "bc"]
+    with pytest.raises(argparse.ArgumentTypeError, match="expected registered policy types"):
+        bench.policy_types("vla,diffusion")
+    assert bench.folders(tmp_path, "vla") == (tmp_path / "train", tmp_path / "eval")
+    assert bench.folders(tmp_path, "bc") == (tmp_path / "train_bc", tmp_path / "eval_bc")
+    lines = bench.success_table({"vla": _metrics({"push": (3, 4), "stack": (1, 4)}),
+                                 "bc": _metrics({"push": (2, 4), "stack": (0, 4)})})  # fmt: skip
+    assert lines[0].split() == ["policy", "push", "stack", "mean"]
+    assert lines[1].split()[0] == "vla" and "3/4 = 75.0%" in lines[1] and lines[1].endswith("50.0%")
+    assert lines[2].split()[0] == "bc" and "0/4 = 0.0%" in lines[2] and lines[2].endswith("25.0%")
