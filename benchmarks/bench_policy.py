@@ -1,10 +1,11 @@
-"""VLA policy speed on this machine: training samples/s and closed-loop act() latency.
+"""Policy speed on this machine (``--policy vla`` or ``bc``, any registered type): training
+samples/s and closed-loop act() latency.
 
 Defaults are the CPU configuration: batch 64, cameras front + wrist at 128x128, history 1,
 chunk 4, small CNN, MiniLM language (falls back to the learned embedding when the MiniLM
 package is missing). Prints one table; writes nothing but a temporary checkpoint.
 
-    python benchmarks/bench_policy.py [--steps 10] [--acts 200] [--threads N] [--device cpu]
+    python benchmarks/bench_policy.py [--policy vla] [--steps 10] [--acts 200] [--threads N] [--device cpu]
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import numpy as np
 import torch
 
 from sim2real.policies.checkpoint import save_checkpoint
-from sim2real.policies.inference import VLAPolicy
+from sim2real.policies.inference import load_policy
 from sim2real.policies.language import LanguageEncoderUnavailableError, minilm_model_path
+from sim2real.policies.registry import POLICIES
 from sim2real.policies.synthetic import random_batch
 from sim2real.policies.tokenizer import ActionTokenizer
 from sim2real.policies.training import EMA, build_optimizer, build_scheduler, move_batch, train_step
-from sim2real.policies.vla import VLAConfig, VLAModel
+from sim2real.policies.vla import EncoderConfig
 
 STATS = {
     "action_p01": np.array([-0.05] * 3 + [-0.3] * 3 + [0.0], np.float32),
@@ -38,6 +40,7 @@ STATS = {
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policy", choices=POLICIES.names(), default="vla", help="the policy type")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10, help="timed training steps (after 2 warm-up steps)")
     parser.add_argument("--acts", type=int, default=200, help="timed act() calls (after 10 warm-up calls)")
@@ -45,7 +48,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--language", choices=("minilm", "learned"), default="minilm")
     parser.add_argument("--vision", choices=("small_cnn", "resnet18", "vit"), default="small_cnn")
-    parser.add_argument("--config", default="{}", help='VLAConfig overrides as JSON, e.g. {"image_size": 96}')
+    parser.add_argument("--config", default="{}", help='policy config overrides as JSON, e.g. {"image_size": 96}')
     parser.add_argument("--only", choices=("train", "act"), default=None, help="run one of the two parts")
     return parser.parse_args()
 
@@ -61,9 +64,9 @@ def language_choice(requested: str) -> str:
     return "minilm"
 
 
-def bench_training(cfg: VLAConfig, args: argparse.Namespace, tok: ActionTokenizer) -> dict[str, float]:
+def bench_training(cfg: EncoderConfig, args: argparse.Namespace, tok: ActionTokenizer) -> dict[str, float]:
     torch.manual_seed(0)
-    model = VLAModel(cfg).to(args.device)
+    model = POLICIES.get(args.policy)(cfg).to(args.device)
     model.set_normalization(STATS)
     optimizer = build_optimizer(model, lr=3e-4)
     scheduler = build_scheduler(optimizer, 10, 1000)
@@ -87,16 +90,16 @@ def bench_training(cfg: VLAConfig, args: argparse.Namespace, tok: ActionTokenize
     return {"params": model.num_parameters(), "step_s": step_s, "samples_per_s": args.batch / step_s}
 
 
-def bench_act(cfg: VLAConfig, args: argparse.Namespace, tok: ActionTokenizer) -> dict[str, float]:
+def bench_act(cfg: EncoderConfig, args: argparse.Namespace, tok: ActionTokenizer) -> dict[str, float]:
     torch.manual_seed(0)
-    model = VLAModel(cfg)
+    model = POLICIES.get(args.policy)(cfg)
     model.set_normalization(STATS)
     instruction = "pick up the red cube and put it in the bowl"
     model.embed_instructions([instruction])
     with tempfile.TemporaryDirectory() as tmp:
         path = save_checkpoint(os.path.join(tmp, "ckpt"), model, tok, STATS)
         start = time.perf_counter()
-        policy = VLAPolicy.from_checkpoint(path, device=args.device, num_threads=args.threads)
+        policy = load_policy(path, device=args.device, num_threads=args.threads)
         load_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
     size = cfg.image_size
@@ -132,14 +135,16 @@ def main() -> None:
     args = parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    cfg = VLAConfig(language=language_choice(args.language), vision_encoder=args.vision, **json.loads(args.config))
-    tok = ActionTokenizer.from_stats(STATS, bins=cfg.bins)
+    config_class = POLICIES.get(args.policy).config_class
+    cfg = config_class(language=language_choice(args.language), vision_encoder=args.vision, **json.loads(args.config))
+    tok = ActionTokenizer.from_stats(STATS, bins=getattr(cfg, "bins", 256))
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch threads {torch.get_num_threads()}, device {args.device}"
     )
     print(
-        f"config: vision={cfg.vision_encoder}, language={cfg.language}, cameras={list(cfg.cameras)} "
+        f"config: policy={args.policy}, vision={cfg.vision_encoder}, language={cfg.language}, "
+        f"cameras={list(cfg.cameras)} "
         f"{cfg.image_size}x{cfg.image_size}, history={cfg.history}, chunk={cfg.chunk}, D={cfg.embed_dim}, "
         f"layers={cfg.layers}, tokens/frame/camera={cfg.tokens_per_frame}"
     )
