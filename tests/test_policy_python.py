@@ -105,7 +105,8 @@ def test_bad_kwargs_and_an_unknown_policy_are_named(tmp_path: Path) -> None:
     with pytest.raises(PolicySetupError, match=r"policy\.kwargs=\{'speed': 2\}.*unexpected keyword"):
         run_evaluation(replace(base, policy="python", policy_options={"target": f"{HERE}:Still",
                                                                      "kwargs": {"speed": 2}}))  # fmt: skip
-    with pytest.raises(UsageError, match=r"unknown rollout policy 'pi0'; known rollout policys: .*python, random, rem"):
+    known = "bc, expert, python, random, remote, vla"
+    with pytest.raises(UsageError, match=rf"unknown policy 'pi0'; known policies: {known}"):
         run_evaluation(replace(base, policy="pi0"))
     assert not (tmp_path / "never").exists()
 

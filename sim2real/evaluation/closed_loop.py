@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.evaluation.policies import is_trained_policy
 from sim2real.randomizers import VARIANTS, resolve_randomization, sample_scene
 from sim2real.randomizers.factors import scene_factors
 from sim2real.rollout import derived_seed
@@ -160,7 +161,7 @@ def evaluate_closed_loop(
         (v, t, e) for v in variants for t in tasks for e in range(min(videos_per_variant, episodes_per_variant))
     )
     chunks = [tuple(triples[i::workers]) for i in range(workers)] if workers > 1 else [tuple(triples)]
-    if workers > 1 and policy == "vla":  # one torch thread per worker process: no oversubscription
+    if workers > 1 and is_trained_policy(policy):  # one torch thread per worker process: no oversubscription
         policy_options = {**policy_options, "num_threads": 1}
     jobs = [EvalJob(policy, policy_options, randomization, seed, c, video) for c in chunks if c]
     from tqdm import tqdm

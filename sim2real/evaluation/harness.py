@@ -23,6 +23,7 @@ from sim2real.evaluation.metrics import (
     factor_breakdown,
     ranking_agreement,
 )
+from sim2real.evaluation.policies import is_trained_policy
 from sim2real.evaluation.report import closed_loop_entry, new_metrics, write_report, write_video
 from sim2real.randomizers import VARIANTS
 from sim2real.randomizers.factors import CATEGORICAL
@@ -60,20 +61,12 @@ class EvaluationConfig:
     policy_options: dict[str, Any] = field(default_factory=dict)  # python / remote: their policy.* settings
 
 
-def from_checkpoint(policy: str) -> bool:
-    """Whether the rollout policy ``policy`` is a trained one (any registered policy type),
-    built from ``policy.checkpoint``."""
-    from sim2real.evaluation.policies import ROLLOUT_POLICIES
-
-    return bool(getattr(ROLLOUT_POLICIES.get(policy), "from_checkpoint", False))
-
-
 def validate(config: EvaluationConfig) -> None:
     """Check names, paths and layouts before any rollout starts."""
     from sim2real.evaluation.policies import check_rollout_policy
     from sim2real.randomizers import resolve_randomization
 
-    trained = from_checkpoint(config.policy)
+    trained = is_trained_policy(config.policy)
     for variant in config.variants:
         if variant not in VARIANTS:
             raise EvaluationError(f"unknown variant {variant!r}; known variants: {list(VARIANTS)}")
@@ -163,7 +156,7 @@ def _videos(results: list[EpisodeResult], out: Path, count: int) -> dict[str, Pa
 
 def _attention(config: EvaluationConfig, out: Path) -> Path | None:
     """Where the policy looks for one instruction: TokenLearner maps over the first scene."""
-    if not from_checkpoint(config.policy):
+    if not is_trained_policy(config.policy):
         return None
     import torch
     from PIL import Image
@@ -239,7 +232,7 @@ def run_evaluation(config: EvaluationConfig) -> Path:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = dict(config.policy_options)
-    trained = from_checkpoint(config.policy)
+    trained = is_trained_policy(config.policy)
     if trained:
         options = {"checkpoint": config.checkpoint, "temporal_ensemble": config.temporal_ensemble,
                    "execute_steps": config.execute_steps, "decoding": config.decoding}  # fmt: skip

@@ -21,7 +21,7 @@ import numpy as np
 
 from sim2real.errors import UsageError
 from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION as _SELECTION
-from sim2real.registry import Registry
+from sim2real.registry import Registry, UnknownNameError
 from sim2real.sim.control import ACTION_DIM
 
 
@@ -76,12 +76,10 @@ class RandomRollout:
         return self._rng.uniform(self._space.low, self._space.high).astype(np.float32)
 
 
-@ROLLOUT_POLICIES.register("vla")
-@ROLLOUT_POLICIES.register("bc")
-class VLARollout:
-    """A trained checkpoint of any registered policy type (``vla``, ``bc``) through
-    :func:`sim2real.policies.load_policy`; evaluation refuses a checkpoint of another type
-    than the name it runs under."""
+class CheckpointRollout:
+    """A trained checkpoint of any registered policy type (``vla``, ``bc``, ...: every name in
+    :data:`sim2real.policies.registry.POLICIES`) through :func:`sim2real.policies.load_policy`;
+    evaluation refuses a checkpoint of another type than the name it runs under."""
 
     name = "vla"
     #: built from a checkpoint folder (``checkpoint=``): the harness checks it before any rollout
@@ -121,8 +119,34 @@ class VLARollout:
         return action
 
 
+def _trained_policy_names() -> list[str]:
+    """The registered trainable policy types (empty when torch, the ``train`` extra, is missing)."""
+    try:
+        from sim2real.policies import POLICIES
+    except ImportError:
+        return []
+    return POLICIES.names()
+
+
+def rollout_policy_class(name: str) -> type:
+    """The class that rolls out policy ``name``: one registered in :data:`ROLLOUT_POLICIES`, or
+    :class:`CheckpointRollout` for a trainable policy type; the error lists every known name."""
+    if name in ROLLOUT_POLICIES:
+        return ROLLOUT_POLICIES.get(name)
+    trained = _trained_policy_names()
+    if name in trained:
+        return CheckpointRollout
+    known = ", ".join(sorted([*ROLLOUT_POLICIES.names(), *trained]))
+    raise UnknownNameError(f"unknown policy {name!r}; known policies: {known}")
+
+
+def is_trained_policy(name: str) -> bool:
+    """Whether policy ``name`` is a trained one, built from ``policy.checkpoint``."""
+    return bool(getattr(rollout_policy_class(name), "from_checkpoint", False))
+
+
 def make_rollout_policy(name: str, **options: Any) -> RolloutPolicy:
-    return ROLLOUT_POLICIES.get(name)(**options)
+    return rollout_policy_class(name)(**options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +166,10 @@ class PolicyEpisodeError(RuntimeError):
 def rollout_option_keys(name: str) -> tuple[str, ...]:
     """The ``policy.*`` settings the rollout policy ``name`` takes beyond its name (its class's
     ``options``); empty for an unknown name (validation names it)."""
-    return tuple(getattr(ROLLOUT_POLICIES.get(name), "options", ())) if name in ROLLOUT_POLICIES else ()
+    try:
+        return tuple(getattr(rollout_policy_class(name), "options", ()))
+    except UnknownNameError:
+        return ()
 
 
 def check_rollout_policy(name: str, options: dict[str, Any], task: str, seed: int = 0,
@@ -150,7 +177,7 @@ def check_rollout_policy(name: str, options: dict[str, Any], task: str, seed: in
                          cameras: tuple[str, ...] = ("front", "wrist")) -> None:  # fmt: skip
     """Build policy ``name`` and, when its class has ``preflight``, run it on the first
     in-distribution scene of ``task``; raise :class:`PolicySetupError` naming what is wrong."""
-    cls = ROLLOUT_POLICIES.get(name)
+    cls = rollout_policy_class(name)
     if not hasattr(cls, "preflight"):
         return
     from sim2real.evaluation.closed_loop import scene_seed
