@@ -182,7 +182,9 @@ class ChunkPolicy:
             img = np.asarray(images[cam])
             if img.dtype != np.uint8 or img.ndim != 3 or img.shape[-1] != 3:
                 raise ValueError(f"camera {cam!r}: expected uint8 (H, W, 3), got {img.dtype} {img.shape}")
-            out[cam] = torch.from_numpy(np.ascontiguousarray(img)).to(self.device).view(1, 1, *img.shape)
+            if not img.flags.writeable or not img.flags.c_contiguous:  # e.g. decoded from a network message
+                img = np.array(img, order="C")
+            out[cam] = torch.from_numpy(img).to(self.device).view(1, 1, *img.shape)
         if "state" not in observation and getattr(self.config, "use_proprio", True):
             raise KeyError("observation lacks 'state' (float32 (14,)), which this policy uses (use_proprio=True)")
         state = np.asarray(observation.get("state", np.zeros(self.config.state_dim)), dtype=np.float32)
