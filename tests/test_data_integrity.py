@@ -265,3 +265,12 @@ def test_inspect_refuses_a_damaged_dataset_in_one_line(copy: Path) -> None:
         f"shard-00001.zarr (shard 1, episodes 2-3): {damaged.relative_to(copy / 'zarr' / 'shard-00001.zarr')}"
         in (lines[0])
     )
+
+
+def test_the_manifest_counts_episodes_successes_and_yield(reference: Path) -> None:
+    manifest = json.loads((reference / "manifest.json").read_text())
+    records = [json.loads(p.read_text()) for p in sorted((reference / "shards").glob("shard-*.json"))]
+    assert manifest["num_episodes"] == sum(len(r["episodes"]) for r in records) == OPTIONS["num_episodes"]
+    assert manifest["successes"] == sum(r["successes"] for r in records)
+    assert manifest["attempts"] == sum(r["attempts"] for r in records) >= manifest["num_episodes"]
+    assert manifest["yield"] == pytest.approx(manifest["successes"] / manifest["attempts"])
