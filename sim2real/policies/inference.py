@@ -269,28 +269,12 @@ def _registered_name(model: Any) -> str:
     return next((name for name in POLICIES.names() if POLICIES.get(name) is type(model)), type(model).__name__)
 
 
-def load_policy(
-    path: str | Path,
-    *,
-    device: str | torch.device = "cpu",
-    temporal_ensemble: float | None = None,
-    execute_steps: int = 1,
-    decoding: str | None = None,
-    num_threads: int | None = None,
-    expected_cameras: Sequence[str] | None = None,
-) -> ChunkPolicy:
+def load_policy(path: str | Path, **options: Any) -> ChunkPolicy:
     """The policy saved in checkpoint folder ``path`` (any registered type), ready to act:
     ``reset()``, ``act(observation, instruction) -> float32 (7,)``, ``describe() -> dict``.
 
-    The keyword options choose how predicted chunks become actions (see :class:`ChunkPolicy`);
-    ``decoding=None`` is the type's own default (the VLA's ``argmax``, the raw prediction).
+    ``options`` are :meth:`ChunkPolicy.from_checkpoint`'s (``device``, ``temporal_ensemble``,
+    ``execute_steps``, ``decoding``, ``num_threads``, ``expected_cameras``): how predicted chunks
+    become actions; ``decoding=None`` is the type's own default (the VLA's ``argmax``).
     """
-    return ChunkPolicy.from_checkpoint(
-        path,
-        device=device,
-        temporal_ensemble=temporal_ensemble,
-        execute_steps=execute_steps,
-        decoding=decoding,
-        num_threads=num_threads,
-        expected_cameras=expected_cameras,
-    )
+    return ChunkPolicy.from_checkpoint(path, **options)
