@@ -63,6 +63,8 @@ class EvaluateSchema:
     workers: int = 1
     seed: int = 1000
     randomization: Any = MISSING
+    backend: str = "mujoco"
+    backend_options: dict[str, Any] = field(default_factory=dict)  # +backend_options.<key>=<value>
     output_dir: str = MISSING
     reference_rows: bool = True
     videos: int = 4
@@ -92,6 +94,7 @@ def main(cfg: DictConfig) -> None:
         replay_mapping=raw["replay"]["mapping"], replay_episodes=raw["replay"]["episodes"],
         real_success_csv=raw["ranking"]["real_success_csv"], progress=raw["progress"],
         policy_options={key: raw["policy"][key] for key in rollout_option_keys(raw["policy"]["name"])},
+        backend=raw["backend"], backend_options=raw["backend_options"],
     )  # fmt: skip
     out = run_evaluation(config)
     print(f"report: {out / 'report.md'} (metrics: {out / 'metrics.json'})")

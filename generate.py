@@ -31,6 +31,7 @@ class GenerateSchema:
     workers: int = 1
     shard_size: int = 50
     backend: str = "mujoco"
+    backend_options: dict[str, Any] = field(default_factory=dict)  # +backend_options.<key>=<value>
     shard_range: list[int] | None = None
     max_attempts: int = 3
     expert_noise: float = 0.0

@@ -1,7 +1,10 @@
 """Batch generation: sharded, parallel, resumable, deterministic.
 
 Episode ``i`` of a run with base seed ``s`` is drawn from seeds derived from ``(s, i, attempt)``
-alone, so it is byte-identical whatever the number of workers, the shard size or a resume.
+alone, so it is byte-identical whatever the number of workers, the shard size or a resume (on a
+backend whose images are bit-exact, ``bit_exact_images``; on Isaac Sim the SceneSpec, physics,
+actions, states and labels are the same, the RTX images are not, and the manifest's per-episode
+``hash`` covers the low-dimensional data only: ``hash_covers``, see :func:`episode_hash`).
 Shard ``k`` holds episodes ``[k * shard_size, (k + 1) * shard_size)``; a worker writes each
 format's shard under a temporary name and renames it when complete, then the parent records
 it in ``manifest.json`` (written atomically). A rerun skips recorded shards and deletes
@@ -63,6 +66,7 @@ class GenerationConfig:
     workers: int = 1
     shard_size: int = 50
     backend: str = "mujoco"
+    backend_options: dict[str, Any] = field(default_factory=dict)  # the backend's own settings (its options class)
     shard_range: tuple[int, int] | None = None
     max_attempts: int = 3
     expert_noise: float = 0.0
@@ -91,7 +95,7 @@ class GenerationConfig:
         """The options that determine the data: a resume must match them exactly."""
         keep = ("task", "split", "num_episodes", "seed", "formats", "shard_size", "backend", "max_attempts",
                 "expert_noise", "expert_noise_rate", "cameras", "image_size", "control_hz", "physics_hz",
-                "randomization", "codecs")  # fmt: skip
+                "randomization", "codecs", "backend_options")  # fmt: skip
         data = asdict(self)
         return json.loads(json.dumps({k: data[k] for k in keep}))
 
@@ -128,9 +132,10 @@ def validate(config: GenerationConfig) -> RandomizationConfig:
     if config.task != "all":
         TASKS.get(config.task)
     check_split(config.split)
-    from sim2real.sim.backend import BACKENDS
+    from sim2real.sim.backend import BACKENDS, parse_backend_options
 
     BACKENDS.get(config.backend)
+    parse_backend_options(config.backend, config.backend_options)  # unknown key / bad value: backend_options.<key>
     if config.backend == "isaac":
         from sim2real.sim.isaac.app import require_isaacsim
 
@@ -287,6 +292,7 @@ def _episode_records(config: GenerationConfig, shard: int, writers: _ShardWriter
 
     randomization = validate(config)
     backend = _process_backend(config.backend, _backend_config(config))  # one simulator per worker
+    hash_images = bool(getattr(backend, "bit_exact_images", True))
     tasks = config.tasks()
     envs: dict[str, Sim2RealEnv] = {}
     record: dict[str, Any] = {"shard": shard, "episodes": [], "successes": 0, "attempts": 0, "steps": 0}
@@ -306,7 +312,8 @@ def _episode_records(config: GenerationConfig, shard: int, writers: _ShardWriter
         writers.write(result.episode)
         record["episodes"].append({"index": index, "task": task, "success": result.success,
                                    "attempts": attempt + 1, "steps": result.episode.steps.num_steps,
-                                   "hash": content_hash(result.episode)})  # fmt: skip
+                                   "hash": episode_hash(result.episode, images=hash_images),
+                                   "hash_covers": "all" if hash_images else "low_dim"})  # fmt: skip
         record["successes"] += int(result.success)
         record["attempts"] += attempt + 1
         record["steps"] += result.episode.steps.num_steps
@@ -318,7 +325,17 @@ def _episode_records(config: GenerationConfig, shard: int, writers: _ShardWriter
 def _backend_config(config: GenerationConfig) -> Any:
     from sim2real.sim.backend import BackendConfig
 
-    return BackendConfig(control_hz=config.control_hz, physics_hz=config.physics_hz, shadows=config.shadows)
+    return BackendConfig(control_hz=config.control_hz, physics_hz=config.physics_hz, shadows=config.shadows,
+                         options=dict(config.backend_options))  # fmt: skip
+
+
+def episode_hash(episode: Any, images: bool = True) -> str:
+    """The manifest's per-episode hash: :func:`~sim2real.datasets.schema.content_hash` of the whole
+    episode, or (``images=False``, backends whose images are not bit-exact) of its low-dimensional
+    data, instruction and metadata only."""
+    from dataclasses import replace
+
+    return content_hash(episode if images else replace(episode, steps=replace(episode.steps, images={})))
 
 
 def _is_storage_failure(error: BaseException) -> bool:

@@ -481,18 +481,10 @@ def test_ik_with_the_model_matches_ik_with_mujoco_kinematics(mujoco_panda: tuple
 # ---------------------------------------------------------- app and options
 def test_launch_config_is_headless_without_anti_aliasing() -> None:
     config = isaac_app.launch_config(isaac_app.AppSettings())
-    assert config["headless"] is True and config["anti_aliasing"] == 0 and config["renderer"] == "RaytracedLighting"
+    assert config["headless"] is True and config["anti_aliasing"] == 0 and config["renderer"] == "RealTimePathTracing"
     assert "--/app/asyncRendering=0" in config["extra_args"]
     with pytest.raises(ValueError, match="unknown renderer 'Rasterizer'"):
         isaac_app.launch_config(isaac_app.AppSettings(renderer="Rasterizer"))
-
-
-def test_unknown_isaac_options_list_the_known_ones() -> None:
-    from sim2real.sim.isaac.backend import IsaacOptions
-
-    assert IsaacOptions.from_mapping({"render_frames": 2}).render_frames == 2
-    with pytest.raises(ValueError, match=r"unknown Isaac backend options \['resolution'\]; known options: "):
-        IsaacOptions.from_mapping({"resolution": 256})
 
 
 def test_importing_the_package_imports_no_simulator() -> None:

@@ -40,6 +40,8 @@ class EvalJob:
     max_contact_force: float = 60.0
     max_table_force: float = 10.0
     cameras: tuple[str, ...] = ("front", "wrist")
+    backend: str = "mujoco"
+    backend_options: dict[str, Any] = field(default_factory=dict)  # checked by the backend's options class
 
 
 @dataclass
@@ -90,11 +92,11 @@ def _run_job(job: EvalJob) -> list[EpisodeResult]:
     import time
 
     from sim2real.evaluation.policies import PolicyEpisodeError, make_rollout_policy
-    from sim2real.sim.backend import make_backend
+    from sim2real.sim.backend import BackendConfig, make_backend
     from sim2real.sim.env import Sim2RealEnv
 
     config = resolve_randomization(job.randomization)
-    backend = make_backend("mujoco")
+    backend = make_backend(job.backend, BackendConfig(options=dict(job.backend_options)))
     policy = make_rollout_policy(job.policy, seed=job.seed, **job.policy_options)
     envs: dict[str, Sim2RealEnv] = {}
     results = []
@@ -150,8 +152,11 @@ def evaluate_closed_loop(
     workers: int = 1,
     videos_per_variant: int = 4,
     progress: bool = True,
+    backend: str = "mujoco",
+    backend_options: dict[str, Any] | None = None,
 ) -> list[EpisodeResult]:
-    """Run every (variant, task, episode) and return the results in a fixed order."""
+    """Run every (variant, task, episode) on ``backend`` (with its ``backend_options``) and return the
+    results in a fixed order."""
     for variant in variants:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; known variants: {list(VARIANTS)}")
@@ -163,7 +168,8 @@ def evaluate_closed_loop(
     chunks = [tuple(triples[i::workers]) for i in range(workers)] if workers > 1 else [tuple(triples)]
     if workers > 1 and is_trained_policy(policy):  # one torch thread per worker process: no oversubscription
         policy_options = {**policy_options, "num_threads": 1}
-    jobs = [EvalJob(policy, policy_options, randomization, seed, c, video) for c in chunks if c]
+    jobs = [EvalJob(policy, policy_options, randomization, seed, c, video, backend=backend,
+                    backend_options=dict(backend_options or {})) for c in chunks if c]  # fmt: skip
     from tqdm import tqdm
 
     results: list[EpisodeResult] = []

@@ -59,6 +59,8 @@ class EvaluationConfig:
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     policy_options: dict[str, Any] = field(default_factory=dict)  # python / remote: their policy.* settings
+    backend: str = "mujoco"
+    backend_options: dict[str, Any] = field(default_factory=dict)  # the backend's own settings (its options class)
 
 
 def validate(config: EvaluationConfig) -> None:
@@ -73,6 +75,13 @@ def validate(config: EvaluationConfig) -> None:
     for task in config.tasks:
         TASKS.get(task)
     resolve_randomization(config.randomization)
+    from sim2real.sim.backend import parse_backend_options
+
+    parse_backend_options(config.backend, config.backend_options)  # unknown backend, key or value: one line
+    if config.backend == "isaac":
+        from sim2real.sim.isaac.app import require_isaacsim
+
+        require_isaacsim()  # fails at once, with the install steps
     if config.episodes_per_variant < 1 or config.workers < 1:
         raise EvaluationError("episodes_per_variant and workers must be >= 1")
     if trained:
@@ -241,7 +250,8 @@ def run_evaluation(config: EvaluationConfig) -> Path:
     start = time.perf_counter()
     results = evaluate_closed_loop(config.policy, options, list(config.variants), list(config.tasks),
                                    config.episodes_per_variant, config.seed, config.randomization, config.workers,
-                                   config.videos, config.progress)  # fmt: skip
+                                   config.videos, config.progress, config.backend,
+                                   config.backend_options)  # fmt: skip
     rollout_seconds = time.perf_counter() - start
     metrics = new_metrics(config.policy, config.checkpoint, config.seed, config.episodes_per_variant)
     metrics["closed_loop"] = _closed_loop_block(results)
@@ -254,7 +264,8 @@ def run_evaluation(config: EvaluationConfig) -> Path:
                 continue
             reference = evaluate_closed_loop(name, {}, ["in_distribution"], list(config.tasks),
                                              config.episodes_per_variant, config.seed, config.randomization,
-                                             config.workers, 0, config.progress)  # fmt: skip
+                                             config.workers, 0, config.progress, config.backend,
+                                             config.backend_options)  # fmt: skip
             metrics["reference_rows"][name] = {
                 "in_distribution": float(np.mean([r.success for r in reference])),
                 **{f"in_distribution/{t}": float(np.mean([r.success for r in reference if r.task == t]))

@@ -12,8 +12,10 @@ glibc >= 2.35, an RTX-capable NVIDIA GPU).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,12 +60,31 @@ def require_isaacsim() -> None:
         raise IsaacNotInstalledError(INSTALL_HELP)
 
 
+#: RTX modes Isaac Sim 6.x lists (``SimulationApp`` ``renderer``): RTX Real-Time 2.0 (Isaac Sim's default),
+#: Interactive path tracing and Minimal; then the legacy RTX Real-Time mode, which current docs no
+#: longer list and which Kit enables only when asked (:data:`LEGACY_RENDERERS`).
+DEFAULT_RENDERER = "RealTimePathTracing"
+RENDERERS = ("RealTimePathTracing", "PathTracing", "MinimalRendering", "RaytracedLighting")
+#: legacy modes and the Kit arguments that enable them explicitly
+LEGACY_RENDERERS: dict[str, tuple[str, ...]] = {"RaytracedLighting": ("--/persistent/rtx/modes/rt/enabled=true",)}
+#: the carb setting that holds the active RTX mode once Kit runs
+RENDER_MODE_SETTING = "/rtx/rendermode"
+#: Synchronous, zero-delay rendering: an annotator read right after a capture returns that frame
+#: (the settings of Isaac Sim's ``isaacsim.exp.base.zero_delay`` experience plus no async rendering).
+SYNC_RENDERING_ARGS = (
+    "--/app/asyncRendering=0",
+    "--/app/asyncRenderingLowLatency=0",
+    "--/omni/replicator/asyncRendering=0",
+    "--/app/hydraEngine/waitIdle=true",
+    "--/app/updateOrder/checkForHydraRenderComplete=1000",
+)
+
+
 @dataclass(frozen=True)
 class AppSettings:
     """Kit launch settings.
 
-    ``renderer``: ``RaytracedLighting`` (real-time ray-traced lighting, the fastest RTX mode with
-    shadows and reflections), ``RealTimePathTracing`` or ``PathTracing``; ``width`` / ``height``:
+    ``renderer``: one of :data:`RENDERERS` (default :data:`DEFAULT_RENDERER`); ``width`` / ``height``:
     the app's viewport resolution in px (cameras render through their own render products at
     their own resolution); ``anti_aliasing`` 0 = off, so pixels do not depend on previous
     frames; ``active_gpu``: the physical GPU index to render on (None = Kit's choice);
@@ -71,7 +92,7 @@ class AppSettings:
     """
 
     headless: bool = True
-    renderer: str = "RaytracedLighting"
+    renderer: str = DEFAULT_RENDERER
     width: int = 128
     height: int = 128
     anti_aliasing: int = 0
@@ -79,17 +100,14 @@ class AppSettings:
     experience: str = ""
 
 
-RENDERERS = ("RaytracedLighting", "RealTimePathTracing", "PathTracing")
-SYNC_RENDERING_ARGS = (
-    "--/app/asyncRendering=0",
-    "--/app/asyncRenderingLowLatency=0",
-    "--/omni/replicator/asyncRendering=0",
-)
-
-
 def launch_config(settings: AppSettings) -> dict[str, Any]:
     """The ``SimulationApp`` launch configuration for ``settings`` (keys of
-    ``SimulationApp.DEFAULT_LAUNCHER_CONFIG``; ``tools/check_isaac_api.py`` verifies them)."""
+    ``SimulationApp.DEFAULT_LAUNCHER_CONFIG``; ``tools/check_isaac_api.py`` verifies them).
+
+    ``fast_shutdown`` is off: with it, Kit's exit handler ends the process through
+    ``quickReleaseFrameworkAndTerminate`` with status 0 whatever Python's own status was, so a
+    failed run (an exception, ``sys.exit(2)``) would look successful. Without it, Kit tears its
+    extensions down and returns, and the interpreter exits with its own status."""
     if settings.renderer not in RENDERERS:
         raise ValueError(f"unknown renderer {settings.renderer!r}; known renderers: {', '.join(RENDERERS)}")
     if settings.width <= 0 or settings.height <= 0:
@@ -105,36 +123,70 @@ def launch_config(settings: AppSettings) -> dict[str, Any]:
         "create_new_stage": True,
         "disable_viewport_updates": True,  # images come from render products, not the viewport
         "denoiser": False,
-        # Synchronous rendering: an annotator read right after a render returns that frame.
-        "extra_args": list(SYNC_RENDERING_ARGS),
+        "fast_shutdown": False,  # keep the process's exit status (see above)
+        "extra_args": [*SYNC_RENDERING_ARGS, *LEGACY_RENDERERS.get(settings.renderer, ())],
     }
     if settings.active_gpu is not None:
         config["active_gpu"] = settings.active_gpu
     return config
 
 
+def renderer_problem(expected: str, active: object) -> str | None:
+    """Why the running Kit's RTX mode ``active`` (the :data:`RENDER_MODE_SETTING` value) is not the
+    requested ``expected`` mode, or None when it is."""
+    if active == expected:
+        return None
+    hint = " (a legacy mode: was it enabled?)" if expected in LEGACY_RENDERERS else ""
+    return f"Kit renders with {active!r}, not the requested {expected!r}{hint}"
+
+
+@contextlib.contextmanager
+def kit_argv() -> Iterator[None]:
+    """Hide this process's command-line arguments from Kit while it starts: ``SimulationApp`` passes
+    every argument it does not know (``pytest -m isaac``'s ``-m isaac``, hydra's ``key=value``
+    overrides) on to the Kit kernel as Kit arguments."""
+    saved = sys.argv
+    sys.argv = saved[:1] or ["sim2real"]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
 _APP: Any = None
+_SETTINGS: AppSettings | None = None
+
+
+def _simulation_app_class() -> Any:
+    try:
+        from isaacsim import SimulationApp  # bootstraps the Kit kernel
+    except SystemExit as exc:  # the kernel bootstrap exits (e.g. EULA not accepted) instead of raising
+        raise RuntimeError(f"Isaac Sim could not start its Kit kernel: {exc}") from None
+    return SimulationApp
 
 
 def launch(settings: AppSettings) -> Any:
     """Start Kit headless (once per process) and return the ``SimulationApp``.
 
-    A second call returns the running app; its settings must not conflict with the first.
+    A second call returns the running app; it raises ``RuntimeError`` when its settings differ
+    from the first call's (Kit cannot restart in the same process).
     """
-    global _APP
+    global _APP, _SETTINGS
     require_isaacsim()
     if _APP is not None:
+        if settings != _SETTINGS:
+            raise RuntimeError(f"Kit already runs in this process with {_SETTINGS}; cannot switch to {settings}")
         return _APP
     if sys.version_info[:2] != ISAAC_PYTHON:
         raise IsaacNotInstalledError(
             f"Isaac Sim {ISAAC_SIM_VERSION} runs on Python {ISAAC_PYTHON[0]}.{ISAAC_PYTHON[1]} only; this is "
             f"{sys.version_info[0]}.{sys.version_info[1]}.\n\n{INSTALL_HELP}"
         )
-    try:
-        from isaacsim import SimulationApp  # bootstraps the Kit kernel
-    except SystemExit as exc:  # the kernel bootstrap exits (e.g. EULA not accepted) instead of raising
-        raise RuntimeError(f"Isaac Sim could not start its Kit kernel: {exc}") from None
-    _APP = SimulationApp(launch_config(settings), experience=settings.experience)
+    config = launch_config(settings)
+    simulation_app = _simulation_app_class()
+    with kit_argv():
+        _APP = simulation_app(config, experience=settings.experience)
+    _SETTINGS = settings
     return _APP
 
 
@@ -143,9 +195,10 @@ def running_app() -> Any:
     return _APP
 
 
-def shutdown() -> None:
-    """Close the process's ``SimulationApp`` (Kit cannot be restarted in the same process)."""
-    global _APP
+def shutdown(exit_code: int = 0) -> None:
+    """Close the process's ``SimulationApp`` (Kit cannot be restarted in the same process), passing
+    ``exit_code`` on, so that a fast Kit shutdown (which ends the process) keeps a failure's status."""
+    global _APP, _SETTINGS
     if _APP is not None:
-        _APP.close()
-        _APP = None
+        app, _APP, _SETTINGS = _APP, None, None
+        app.close(exit_code=exit_code)

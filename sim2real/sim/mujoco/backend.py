@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
+from typing import ClassVar
 
 import mujoco
 import numpy as np
 
 from sim2real.sim import shapes
-from sim2real.sim.backend import BackendConfig, ObjectState, PrivilegedState
+from sim2real.sim.backend import BackendConfig, ObjectState, PrivilegedState, parse_backend_options
 from sim2real.sim.control import (
     STATE_DIM,
     ClipCounter,
@@ -34,10 +36,14 @@ class MujocoWarningError(RuntimeError):
 class MujocoBackend:
     """One simulator instance. Rebuilds the model only when the scene's structure changes."""
 
+    #: the same scene and actions render byte-identical images (same machine and library versions)
+    bit_exact_images: ClassVar[bool] = True
+
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.substeps = config.physics_steps_per_control_step()
-        self.build_options = BuildOptions(physics_hz=config.physics_hz, **dict(config.options))
+        options = parse_backend_options("mujoco", config.options)  # unknown keys / bad values: one clean error
+        self.build_options = BuildOptions(physics_hz=config.physics_hz, **asdict(options))
         self.robot = ROBOTS.get("panda")
         self._renderer: OffscreenRenderer | None = None
         self._structure: tuple | None = None
