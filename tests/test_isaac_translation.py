@@ -216,16 +216,20 @@ def test_every_task_translates_to_a_consistent_op_list(task: str, preset: str) -
         assert so.scene_to_ops(scene) == ops, "translation must be deterministic"
 
 
-def test_structure_key_ignores_appearance_but_not_objects() -> None:
+def test_structure_key_changes_only_with_the_physics_scene_or_robot_asset() -> None:
+    """A new stage only for another physics device / rate or robot asset / variants; objects, lights
+    and cameras are slots edited in place (tests/test_isaac_fixes.py checks the plan)."""
     scene = sample_scene("pick_place", 0)
     key = so.structure_key(so.scene_to_ops(scene))
     recoloured = replace(scene, objects=(replace(scene.objects[0], material=MaterialSpec(rgba=(0, 1, 0, 1))),
                                          *scene.objects[1:]))  # fmt: skip
-    assert so.structure_key(so.scene_to_ops(recoloured)) == key
-    moved = replace(scene, objects=(replace(scene.objects[0], pos=(0.5, 0.1, 0.0)), *scene.objects[1:]))
-    assert so.structure_key(so.scene_to_ops(moved)) == key
     reshaped = replace(scene, objects=(replace(scene.objects[0], shape="sphere", size=(0.02,)), *scene.objects[1:]))
-    assert so.structure_key(so.scene_to_ops(reshaped)) != key
+    relit = replace(scene, lights=scene.lights[:1])
+    for other in (recoloured, reshaped, relit, sample_scene("stack", 3, load_preset("heavy"))):
+        assert so.structure_key(so.scene_to_ops(other)) == key
+    assert so.structure_key(so.scene_to_ops(scene, physics_device="cuda:0")) != key
+    assert so.structure_key(so.scene_to_ops(scene, robot_asset="/other/franka.usd")) != key
+    assert so.structure_key(so.scene_to_ops(scene, robot_variants=(("Gripper", "default"),))) != key
 
 
 # ------------------------------------------------------------------- lights

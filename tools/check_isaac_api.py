@@ -688,6 +688,11 @@ class Checker:
             name = call.args[0].value
             uses = len(re.findall(r"get_annotator\(\s*[\"']" + re.escape(name) + r"[\"']", self.replicator_sources))
             text += f"; annotator {name!r} requested {uses}x there"
+        keywords = [k.arg for k in call.keywords if k.arg]
+        if keywords:  # the same call (or its _async twin) with every keyword used here
+            calls = re.findall(re.escape(tail) + r"(?:_async)?\(([^)]*)\)", self.replicator_sources)
+            same = sum(all(re.search(rf"\b{k}\s*=", args) for k in keywords) for args in calls)
+            text += f"; with keywords {', '.join(keywords)} (or its _async twin) {same}x"
         return text
 
 

@@ -1,16 +1,31 @@
 """The Isaac Sim backend: SceneSpecs applied through stage ops, RTX cameras, PhysX physics.
 
-Importing this module never imports Isaac Sim; constructing :class:`IsaacBackend` checks for
-the ``isaacsim`` package first and raises :class:`IsaacNotInstalledError` (with install
-instructions) at once when it is missing, then starts Kit headless.
+Importing this module never imports Isaac Sim; constructing :class:`IsaacBackend` checks its
+options (:class:`~sim2real.sim.isaac.options.IsaacOptions`) and the ``isaacsim`` package first,
+raising :class:`~sim2real.sim.backend.BackendOptionsError` or :class:`IsaacNotInstalledError` (with
+install instructions) at once, then starts Kit headless and checks that it renders with the
+requested RTX mode.
 
 Control is the MuJoCo backend's, shared through :mod:`sim2real.sim.control`: the 7-D end-effector
 delta is validated, clipped (every clip counted), delayed by the scene's action latency,
 turned into a TCP target clipped to the workspace, and solved by damped least squares onto
 joint position targets of the Franka's PhysX drives. The first DLS iteration uses the TCP pose
-and Jacobian measured by PhysX (``Articulation.get_jacobian_matrices``, moved from the hand
-link to the TCP); further iterations evaluate :mod:`sim2real.sim.isaac.kinematics`, since
-PhysX cannot evaluate hypothetical configurations.
+and Jacobian measured by PhysX (``Articulation.get_jacobian_matrices``, whose linear rows refer to
+the hand link's centre of mass, moved to the TCP by
+:func:`~sim2real.sim.isaac.kinematics.physx_tcp_jacobian`); further iterations evaluate
+:mod:`sim2real.sim.isaac.kinematics`, since PhysX cannot evaluate hypothetical configurations.
+
+Observations: after every reset the state is written, physics steps once (so the writes reach the
+renderer) and ``warmup_frames`` frames are rendered and discarded; each observation is then captured
+once per control step with ``rt_subframes`` RTX subframes. An empty annotator buffer or a capture
+that repeats the previous frames although the scene changed is re-captured after warm-up frames,
+up to :data:`~sim2real.sim.isaac.frames.CAPTURE_RETRIES` times, and is an error after that: the
+backend never returns an ``(H, W, 0)`` image or a stale frame.
+
+What is deterministic: the same SceneSpec gives the same stage, physics (PhysX on the CPU, the
+default ``physics_device``), actions, states, success labels and segmentation labels; RTX images
+are not bit-exact across GPUs, drivers or runs (``bit_exact_images = False``), so generation hashes
+only the low-dimensional data of Isaac episodes into its manifests.
 
 Proprio (float32 (14,), :data:`sim2real.sim.control.STATE_NAMES`): TCP position (m), TCP
 roll/pitch/yaw (rad), gripper opening fraction, 7 arm joints (rad, **project** convention:
@@ -23,13 +38,12 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from sim2real.sim.backend import BackendConfig, ObjectState, PrivilegedState
+from sim2real.sim.backend import BackendConfig, ObjectState, PrivilegedState, parse_backend_options
 from sim2real.sim.control import (
     STATE_DIM,
     ClipCounter,
@@ -40,23 +54,31 @@ from sim2real.sim.control import (
     validate_action,
 )
 from sim2real.sim.geometry import matrix_to_rpy, quat_wxyz_to_matrix
-from sim2real.sim.isaac.app import AppSettings, IsaacNotInstalledError, launch, require_isaacsim
+from sim2real.sim.isaac.app import AppSettings, IsaacNotInstalledError, launch, renderer_problem, require_isaacsim
+from sim2real.sim.isaac.frames import (
+    CAPTURE_RETRIES,
+    STALE_MOTION_M,
+    EmptyFrameError,
+    StaleFrameError,
+    repeated_frames,
+)
 from sim2real.sim.isaac.kinematics import (
     franka_to_project,
+    physx_tcp_jacobian,
     project_to_franka,
-    shift_jacobian,
     solve_ik,
     tcp_from_hand,
     tcp_jacobian,
 )
+from sim2real.sim.isaac.options import IsaacOptions
 from sim2real.sim.isaac.stage_ops import (
     FRANKA_USD,
+    HAND_LABEL,
     SetActionLatency,
     SetSensorNoise,
     StageOp,
     ops_of_type,
     scene_to_ops,
-    structure_key,
 )
 from sim2real.sim.robots import ROBOTS
 from sim2real.sim.scene_spec import SceneSpec
@@ -67,62 +89,29 @@ if TYPE_CHECKING:  # the executor imports Isaac Sim; only its types are needed h
 __all__ = ["IsaacBackend", "IsaacNotInstalledError", "IsaacOptions"]
 
 
-@dataclass(frozen=True)
-class IsaacOptions:
-    """``BackendConfig.options`` understood by the Isaac backend.
-
-    ``renderer``: RTX mode (``RaytracedLighting``, ``RealTimePathTracing``, ``PathTracing``);
-    ``assets_root``: Isaac assets root (default: ``get_assets_root_path()``); ``robot_usd``: the
-    Franka USD (absolute, or relative to the assets root; default
-    :data:`~sim2real.sim.isaac.stage_ops.FRANKA_USD`); ``texture_dir``: where texture PNGs are
-    written (default: a temporary folder); ``render_frames``: app updates per rendered
-    observation (raise it if a renderer needs frames to converge); ``physics_device``: ``cpu``
-    (deterministic; the default) or ``cuda:0``; ``active_gpu``: render GPU index;
-    ``experience``: ``.kit`` file to launch; ``jacobian``: ``physx`` (measured, default) or
-    ``model`` (analytic) for the first IK iteration.
-    """
-
-    renderer: str = "RaytracedLighting"
-    assets_root: str | None = None
-    robot_usd: str | None = None
-    texture_dir: str | None = None
-    render_frames: int = 1
-    physics_device: str = "cpu"
-    active_gpu: int | None = None
-    experience: str = ""
-    jacobian: str = "physx"
-
-    @classmethod
-    def from_mapping(cls, options: Mapping[str, Any]) -> IsaacOptions:
-        """Build from ``BackendConfig.options``; unknown keys are an error listing the known ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown Isaac backend options {unknown}; known options: {sorted(known)}")
-        result = cls(**dict(options))
-        if result.render_frames < 1:
-            raise ValueError(f"render_frames must be >= 1, got {result.render_frames}")
-        if result.jacobian not in ("physx", "model"):
-            raise ValueError(f"jacobian must be 'physx' or 'model', got {result.jacobian!r}")
-        return result
-
-
 def _numpy(data: Any) -> np.ndarray:
     return np.asarray(data.numpy() if hasattr(data, "numpy") else data)
 
 
+class CaptureError(RuntimeError):
+    """No valid observation after :data:`~sim2real.sim.isaac.frames.CAPTURE_RETRIES` re-captures."""
+
+
 class IsaacBackend:
-    """One Isaac Sim scene. Rebuilds the stage only when the scene's structure changes."""
+    """One Isaac Sim scene. Opens a new stage only when the physics scene or robot asset changes;
+    otherwise a new episode edits the prims in place (see ``stage_ops.plan_stage_update``)."""
 
     _active: ClassVar[IsaacBackend | None] = None
+    #: RTX images are not byte-identical across GPUs, drivers or runs
+    bit_exact_images: ClassVar[bool] = False
 
     def __init__(self, config: BackendConfig) -> None:
+        self.options: IsaacOptions = parse_backend_options("isaac", config.options)  # before Kit starts
         require_isaacsim()
         self.substeps = config.physics_steps_per_control_step()  # checked before Kit starts
         if IsaacBackend._active is not None:
             raise RuntimeError("an IsaacBackend is already open in this process (one Kit per process)")
         self.config = config
-        self.options = IsaacOptions.from_mapping(config.options)
         self.robot = ROBOTS.get("panda")
         self.app = launch(
             AppSettings(renderer=self.options.renderer, active_gpu=self.options.active_gpu,
@@ -131,9 +120,11 @@ class IsaacBackend:
         from sim2real.sim.isaac import executor  # needs the running app
 
         self._ex = executor
+        problem = renderer_problem(self.options.renderer, executor.render_mode())
+        if problem is not None:
+            raise RuntimeError(problem)
         texture_dir = Path(self.options.texture_dir or tempfile.mkdtemp(prefix="sim2real_isaac_textures_"))
         self._executor = executor.StageExecutor(texture_dir, self.options.assets_root)
-        self._structure: tuple | None = None
         self._handles: SceneHandles | None = None
         self._ops: tuple[StageOp, ...] = ()
         self.scene: SceneSpec | None = None
@@ -142,26 +133,29 @@ class IsaacBackend:
         self._time = 0.0
         self._frame_stale = True
         self._frame: dict[str, np.ndarray] = {}
+        self._scene_changed = True  # the next capture follows a reset to another scene
+        self._tcp_at_capture: np.ndarray | None = None
         self.rebuilds = 0
+        self.recaptures = 0
         IsaacBackend._active = self
 
     # ------------------------------------------------------------------ scene
     def reset(self, scene: SceneSpec) -> None:
-        """Build (if the structure changed) or update the stage, restart physics from it, and set
-        ``scene``'s initial state."""
+        """Update the stage to ``scene`` (a new stage only when the physics scene or robot asset
+        changed), restart physics from it, set the initial state, step physics once and render the
+        warm-up frames."""
         asset = self.options.robot_usd or FRANKA_USD
-        ops = scene_to_ops(scene, self.config, robot_asset=asset, physics_device=self.options.physics_device)
-        key = structure_key(ops)
-        if key != self._structure:
-            self._structure = None  # until the new stage is complete
-            self._executor.new_stage()
-            self.rebuilds += 1
-        else:
-            self._executor.stop()
+        ops = scene_to_ops(scene, self.config, robot_asset=asset, robot_variants=self.options.robot_variants,
+                           physics_device=self.options.physics_device)  # fmt: skip
+        previous = self.scene
+        self._handles = None  # until the new scene runs
+        plan = self._executor.prepare(ops)
+        self.rebuilds += int(plan.new_stage)
         self._executor.author(ops)
-        self._handles = self._executor.start(ops)
-        self._structure = key
-        self._executor.reset_state(ops, self._handles)
+        handles = self._executor.start(ops)
+        self._executor.reset_state(ops, handles)  # ends with one physics step: the writes reach the renderer
+        self._executor.warm_up(self.options.warmup_frames, self.options.rt_subframes)
+        self._handles = handles
         self._ops = ops
         self.scene = scene
         self.sensor_noise = ops_of_type(ops, SetSensorNoise)[0]
@@ -170,6 +164,7 @@ class IsaacBackend:
         self._latency = LatencyBuffer(latency, np.r_[np.zeros(6), scene.robot.gripper])
         self._time = 0.0
         self._frame_stale = True
+        self._scene_changed = previous is None or previous.content_hash() != scene.content_hash()
         self._arm_target = self._arm_positions()
 
     # ---------------------------------------------------------------- control
@@ -180,12 +175,14 @@ class IsaacBackend:
 
     def _arm_positions(self) -> np.ndarray:
         handles = self._require_scene()
-        q = _numpy(handles.robot.get_dof_positions(dof_indices=handles.arm_dofs))[0]
+        with self._ex.tensor_backend():
+            q = _numpy(handles.robot.get_dof_positions(dof_indices=handles.arm_dofs))[0]
         return franka_to_project(q.astype(float))
 
     def _finger_positions(self) -> np.ndarray:
         handles = self._require_scene()
-        return _numpy(handles.robot.get_dof_positions(dof_indices=handles.finger_dofs))[0].astype(float)
+        with self._ex.tensor_backend():
+            return _numpy(handles.robot.get_dof_positions(dof_indices=handles.finger_dofs))[0].astype(float)
 
     def _hand_pose(self) -> tuple[np.ndarray, np.ndarray]:
         pos, quat = self._ex.pose_arrays(self._require_scene().hand)
@@ -194,14 +191,16 @@ class IsaacBackend:
     def _tcp(self) -> tuple[np.ndarray, np.ndarray]:
         return tcp_from_hand(*self._hand_pose())
 
-    def _tcp_jacobian(self, tcp_pos: np.ndarray, hand_pos: np.ndarray) -> np.ndarray:
-        """(6, 7) TCP Jacobian, world frame: PhysX's hand-link Jacobian moved to the TCP."""
+    def _tcp_jacobian(self, tcp_pos: np.ndarray, hand_pos: np.ndarray, hand_mat: np.ndarray) -> np.ndarray:
+        """(6, 7) TCP Jacobian, world frame: PhysX's hand-link Jacobian (linear rows at the hand's
+        centre of mass) moved to the TCP."""
         handles = self._require_scene()
         if self.options.jacobian == "model":
             return tcp_jacobian(self._arm_positions())
-        jacobians = _numpy(handles.robot.get_jacobian_matrices())[0]  # (links - 1, 6, dofs): fixed base
-        hand = jacobians[handles.hand_link - 1][:, handles.arm_dofs]
-        return shift_jacobian(hand, tcp_pos - hand_pos)
+        with self._ex.tensor_backend():
+            jacobians = _numpy(handles.robot.get_jacobian_matrices())[0]  # (links - 1, 6, dofs): fixed base
+        hand = jacobians[handles.jacobian_row][:, handles.arm_dofs]
+        return physx_tcp_jacobian(hand, hand_pos, hand_mat, handles.hand_com, tcp_pos)
 
     def step(self, action: np.ndarray) -> None:
         """Execute one control step of the 7-D end-effector delta action."""
@@ -212,7 +211,7 @@ class IsaacBackend:
         hand_pos, hand_mat = self._hand_pose()
         ee_pos, ee_mat = tcp_from_hand(hand_pos, hand_mat)
         pos, mat = target_pose(command, ee_pos, ee_mat, cfg, self._clips)
-        first = (ee_pos, ee_mat, self._tcp_jacobian(ee_pos, hand_pos))
+        first = (ee_pos, ee_mat, self._tcp_jacobian(ee_pos, hand_pos, hand_mat))
         q_target = solve_ik(self._arm_positions(), pos, mat, cfg, self.config.control_hz, self._clips, first=first)
         finger = float(command[6]) * self.robot.gripper_max_opening / 2
         self._ramp_joint_targets(handles, q_target, finger)
@@ -226,7 +225,8 @@ class IsaacBackend:
         segments = self.config.controller.interpolation_segments
         for q in joint_target_ramp(self._arm_target, q_target, segments):
             targets = np.r_[project_to_franka(q), finger, finger].astype(np.float32)[None]
-            handles.robot.set_dof_position_targets(targets, dof_indices=handles.arm_dofs + handles.finger_dofs)
+            with self._ex.tensor_backend():
+                handles.robot.set_dof_position_targets(targets, dof_indices=handles.arm_dofs + handles.finger_dofs)
             self._executor.step_physics(self.substeps // segments)
         self._arm_target = q_target
 
@@ -235,29 +235,64 @@ class IsaacBackend:
         return dict(self._clips)
 
     # ------------------------------------------------------------ observation
-    def _render(self) -> None:
-        if self._frame_stale:
-            self._executor.render(self.options.render_frames)
-            self._frame_stale = False
-            self._frame = {}
+    def _capture(self) -> None:
+        """Capture this control step's frame of every camera once (see the module docstring)."""
+        if not self._frame_stale:
+            return
+        handles = self._require_scene()
+        tcp, _ = self._tcp()
+        moved = self._tcp_at_capture is not None and float(np.linalg.norm(tcp - self._tcp_at_capture)) > STALE_MOTION_M
+        changed = self._scene_changed or moved
+        problem: Exception | None = None
+        for attempt in range(CAPTURE_RETRIES + 1):
+            if attempt:
+                self.recaptures += 1
+                self._executor.warm_up(max(1, self.options.warmup_frames), self.options.rt_subframes)
+            self._executor.capture(self.options.rt_subframes)
+            try:
+                current = {name: self._ex.read_rgb(camera) for name, camera in handles.cameras.items()}
+                if repeated_frames(self._frame, current, changed):
+                    raise StaleFrameError(f"cameras {sorted(current)} repeat their previous frames although the "
+                                          "scene changed")  # fmt: skip
+            except (EmptyFrameError, StaleFrameError) as error:
+                problem = error
+                continue
+            self._frame, self._frame_stale, self._scene_changed, self._tcp_at_capture = current, False, False, tcp
+            return
+        raise CaptureError(f"no valid frame after {CAPTURE_RETRIES} re-captures with warm-up frames "
+                           f"(renderer {self.options.renderer}): {problem}")  # fmt: skip
 
     def images(self) -> dict[str, np.ndarray]:
         """Clean RGB per camera, uint8 (H, W, 3)."""
-        handles = self._require_scene()
-        self._render()
-        if not self._frame:
-            self._frame = {name: self._ex.read_rgb(camera) for name, camera in handles.cameras.items()}
+        self._capture()
         return {name: image.copy() for name, image in self._frame.items()}
 
-    def segmentation(self, camera: str) -> tuple[np.ndarray, list[str]]:
-        """int32 (H, W) index into the scene's object names per pixel, -1 elsewhere."""
+    def _camera(self, camera: str) -> Any:
         handles = self._require_scene()
         if camera not in handles.cameras:
             raise KeyError(f"unknown camera {camera!r}; known cameras: {sorted(handles.cameras)}")
-        self._render()
+        self._capture()
+        return handles.cameras[camera]
+
+    def segmentation(self, camera: str) -> tuple[np.ndarray, list[str]]:
+        """int32 (H, W) index into the scene's object names per pixel, -1 elsewhere."""
+        handle = self._camera(camera)
         assert self.scene is not None
         names = [o.name for o in self.scene.objects]
-        return self._ex.read_segmentation(handles.cameras[camera], names), names
+        return self._ex.read_segmentation(handle, names), names
+
+    def hand_mask(self, camera: str) -> np.ndarray:
+        """bool (H, W): pixels of ``camera`` showing the hand or fingers (``stage_ops.HAND_LABEL``)."""
+        return self._ex.read_label_mask(self._camera(camera), HAND_LABEL)
+
+    def physics_valid(self) -> dict[str, bool]:
+        """Whether each physics tensor view (robot, hand, rigid objects by name) is valid now."""
+        return self._executor.physics_valid(self._require_scene())
+
+    @property
+    def render_mode(self) -> Any:
+        """The RTX mode Kit renders with (``/rtx/rendermode``)."""
+        return self._ex.render_mode()
 
     def proprio(self) -> np.ndarray:
         """float32 (14,) in the order of ``control.STATE_NAMES``."""
@@ -278,7 +313,8 @@ class IsaacBackend:
             obj_pos, obj_quat = self._ex.pose_arrays(handles.prim(obj.name))
             linvel = np.zeros(3)
             if obj.name in handles.dynamic:
-                linvel = _numpy(handles.dynamic[obj.name].get_velocities()[0])[0].astype(float)
+                with self._ex.tensor_backend():
+                    linvel = _numpy(handles.dynamic[obj.name].get_velocities()[0])[0].astype(float)
             objects[obj.name] = ObjectState(obj_pos, obj_quat, linvel)
         return PrivilegedState(
             ee_pos=pos,

@@ -116,6 +116,21 @@ def shift_jacobian(jacobian: np.ndarray, offset: np.ndarray) -> np.ndarray:
     return out
 
 
+def physx_tcp_jacobian(
+    link_jacobian: np.ndarray, link_pos: np.ndarray, link_mat: np.ndarray, com_local: np.ndarray, tcp_pos: np.ndarray
+) -> np.ndarray:
+    """(6, n) TCP Jacobian, world frame, from a link Jacobian measured by PhysX.
+
+    PhysX (``Articulation.get_jacobian_matrices``, the tensor API's ``get_jacobians``) refers the
+    linear rows of a link's Jacobian to the link's **centre of mass**, not to its frame origin
+    (PhysX issue NVIDIAGameWorks/PhysX#225; Isaac Lab shifts them the same way). ``link_pos`` (3,) m
+    and ``link_mat`` (3, 3): the link frame's world pose; ``com_local`` (3,) m: its centre of mass in
+    the link frame (``Articulation.get_link_coms``); ``tcp_pos`` (3,) m. The reference point moves
+    from the centre of mass to the TCP."""
+    com_world = np.asarray(link_pos, float) + np.asarray(link_mat, float) @ np.asarray(com_local, float)
+    return shift_jacobian(link_jacobian, np.asarray(tcp_pos, float) - com_world)
+
+
 def solve_ik(
     q_now: np.ndarray,
     pos: np.ndarray,

@@ -50,8 +50,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -87,6 +89,9 @@ FRANKA_FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
 FRANKA_HAND_LINK = "panda_hand"
 FRANKA_FINGER_LINKS = ("panda_leftfinger", "panda_rightfinger")
 FRANKA_LINKS = (*(f"panda_link{i}" for i in range(8)), FRANKA_HAND_LINK, *FRANKA_FINGER_LINKS)
+#: ``class`` label of the hand and finger links (not a scene object: ``segmentation`` maps it to -1);
+#: ``benchmarks/validate_isaac.py`` compares its mask with the projected TCP
+HAND_LABEL = "robot_hand"
 
 # Surroundings: the same geometry as the MuJoCo backend (table top at z = 0), metres.
 TABLE_CENTER: Vec3 = (0.40, 0.0, -0.375)
@@ -248,13 +253,23 @@ def sanitize_name(name: str) -> str:
 class StageOp:
     """Base of all stage operations.
 
-    :meth:`structure` returns the part of the op that decides which prims exist (``None`` for
-    ops that only set values); two scenes with equal :func:`structure_key` share one stage and
-    are switched by re-applying the value ops in place.
+    :meth:`structure` returns what decides the kind of the op's prim (``None`` for ops that only set
+    values). A new stage is opened only when the :func:`structure_key` (the structures of the ops
+    marked ``NEW_STAGE``: physics scene, robot asset and variants) changes; otherwise
+    :func:`plan_stage_update` keeps every prim slot and the executor edits attribute values in
+    place, deleting and recreating only a prim whose structure changed (an object of another
+    kind) and deactivating the prims a scene no longer has (reactivated when a later scene does),
+    as the MuJoCo backend keeps its light and texture slots.
     """
+
+    NEW_STAGE: ClassVar[bool] = False
 
     def structure(self) -> tuple | None:
         return None
+
+    def created_path(self) -> str | None:
+        """The prim this op creates (for ops with a :meth:`structure`)."""
+        return getattr(self, "path", None)
 
 
 @dataclass(frozen=True)
@@ -288,8 +303,13 @@ class ConfigurePhysics(StageOp):
     device: str = "cpu"
     gravity: Vec3 = (0.0, 0.0, -9.81)
 
+    NEW_STAGE: ClassVar[bool] = True
+
     def structure(self) -> tuple:
         return ("physics", self.physics_dt, self.device)
+
+    def created_path(self) -> str | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -345,9 +365,12 @@ class AddRobot(StageOp):
     """Reference the robot USD at ``path`` and set its initial joint state.
 
     ``asset`` is relative to the Isaac assets root unless absolute (URL or file path);
-    ``arm_positions`` (7,) rad in the Franka convention; ``finger_positions`` (2,) m per finger.
-    Isaac: ``stage_utils.add_reference_to_stage(usd_path, path)`` then
-    ``Articulation(path).set_dof_positions/set_dof_position_targets``.
+    ``variants``: USD variant selections ``(variant set, selection)`` authored on the reference (the
+    Franka asset's ``Gripper`` / ``Mesh`` / ``Physics`` sets), explicit so that joint names and drives
+    do not depend on the asset's defaults; ``arm_positions`` (7,) rad in the Franka convention;
+    ``finger_positions`` (2,) m per finger. Isaac: ``stage_utils.add_reference_to_stage(usd_path,
+    path, variants=...)``, then the DOF and link names are checked (:func:`articulation_problems`)
+    and ``Articulation(path).set_dof_positions/set_dof_position_targets``.
     Replicator: ``rep.create.from_usd(usd_path)``.
     """
 
@@ -358,9 +381,12 @@ class AddRobot(StageOp):
     finger_joints: tuple[str, ...]
     arm_positions: tuple[float, ...]
     finger_positions: tuple[float, ...]
+    variants: tuple[tuple[str, str], ...] = ()
+
+    NEW_STAGE: ClassVar[bool] = True
 
     def structure(self) -> tuple:
-        return ("robot", self.path, self.robot, self.asset)
+        return ("robot", self.path, self.robot, self.asset, self.variants)
 
 
 @dataclass(frozen=True)
@@ -439,7 +465,7 @@ class CreateRigidPrim(StageOp):
     kinematic: bool
 
     def structure(self) -> tuple:
-        return ("rigid", self.path, self.shape, self.parts, self.kinematic)
+        return ("rigid", self.path, self.kinematic, tuple(part.kind for part in self.parts))
 
 
 @dataclass(frozen=True)
@@ -458,7 +484,7 @@ class CreateVisualPrim(StageOp):
     quat: Quat
 
     def structure(self) -> tuple:
-        return ("visual", self.path, self.shape, self.parts)
+        return ("visual", self.path, tuple(part.kind for part in self.parts))
 
 
 @dataclass(frozen=True)
@@ -493,6 +519,9 @@ class BindPhysicsMaterial(StageOp):
 
     def structure(self) -> tuple:
         return ("physics_material", self.material_path)
+
+    def created_path(self) -> str | None:
+        return self.material_path
 
 
 @dataclass(frozen=True)
@@ -745,14 +774,20 @@ def object_ops(obj: ObjectSpec, reflections: bool = True) -> list[StageOp]:
 
 
 def scene_to_ops(
-    scene: SceneSpec, config: BackendConfig | None = None, *, robot_asset: str = FRANKA_USD, physics_device: str = "cpu"
+    scene: SceneSpec,
+    config: BackendConfig | None = None,
+    *,
+    robot_asset: str = FRANKA_USD,
+    robot_variants: tuple[tuple[str, str], ...] = (),
+    physics_device: str = "cpu",
 ) -> tuple[StageOp, ...]:
     """Every operation that builds and resets ``scene``, in execution order.
 
     From ``config`` (default ``BackendConfig()``): ``physics_hz`` / ``control_hz`` (Hz) set the
     physics and rendering steps; ``shadows`` gates the shadows lights request; ``reflections``
-    gates material reflectance. ``robot_asset`` overrides the Franka USD path;
-    ``physics_device`` is ``cpu`` or a CUDA device.
+    gates material reflectance. ``robot_asset`` overrides the Franka USD path and
+    ``robot_variants`` selects its USD variants ``(set, selection)``; ``physics_device`` is ``cpu``
+    or a CUDA device.
     """
     config = config or BackendConfig()
     physics_hz, control_hz, shadows = config.physics_hz, config.control_hz, config.shadows
@@ -790,7 +825,10 @@ def scene_to_ops(
                                        SURFACE_FRICTION, SURFACE_FRICTION))  # fmt: skip
     ops += [
         AddRobot(ROBOT_PATH, scene.robot.name, robot_asset, FRANKA_ARM_JOINTS, FRANKA_FINGER_JOINTS,
-                 tuple(float(q) for q in project_to_franka(joints)), (finger, finger)),
+                 tuple(float(q) for q in project_to_franka(joints)), (finger, finger),
+                 tuple((str(a), str(b)) for a, b in robot_variants)),
+        *(SetSemanticLabels(f"{ROBOT_PATH}/{link}", (("class", HAND_LABEL),))
+          for link in (FRANKA_HAND_LINK, *FRANKA_FINGER_LINKS)),
         SetRobotGravity(ROBOT_PATH, enabled=False),
         SetJointGains(ROBOT_PATH, FRANKA_ARM_JOINTS, tuple(k * dyn.actuator_gain_scale for k in PANDA_KP),
                       tuple(d * dyn.joint_damping_scale for d in PANDA_KV)),
@@ -819,8 +857,93 @@ def scene_to_ops(
 
 
 def structure_key(ops: tuple[StageOp, ...]) -> tuple:
-    """Everything that needs a fresh stage when it changes (see :meth:`StageOp.structure`)."""
-    return tuple(s for op in ops if (s := op.structure()) is not None)
+    """Everything that needs a fresh stage when it changes: the structures of the ``NEW_STAGE`` ops
+    (physics scene, robot asset and variants); see :meth:`StageOp.structure`."""
+    return tuple(s for op in ops if op.NEW_STAGE and (s := op.structure()) is not None)
+
+
+def prim_structures(ops: Sequence[StageOp]) -> dict[str, tuple]:
+    """Prim path -> structure of every op that creates a prim (see :meth:`StageOp.structure`)."""
+    out: dict[str, tuple] = {}
+    for op in ops:
+        structure, path = op.structure(), op.created_path()
+        if structure is not None and path is not None:
+            out[path] = structure
+    return out
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """How the executor turns the stage of the previous scenes into this scene's.
+
+    ``new_stage``: open an empty stage and build everything (the :func:`structure_key` changed);
+    ``recreate``: prims to delete before authoring (their structure changed: an object of another
+    part layout or kinematic state, a light of another type); ``deactivate``: prims of earlier
+    scenes this one does not have (kept, inactive, for a later scene); ``activate``: prims this
+    scene has that exist already (set active again when an earlier scene deactivated them);
+    ``cameras_release`` / ``cameras_create``: camera names whose render product goes, or is
+    (re)created (a new camera, or one whose path or resolution changed).
+    """
+
+    new_stage: bool
+    recreate: tuple[str, ...] = ()
+    deactivate: tuple[str, ...] = ()
+    activate: tuple[str, ...] = ()
+    cameras_release: tuple[str, ...] = ()
+    cameras_create: tuple[str, ...] = ()
+
+
+def plan_stage_update(
+    stage_key: tuple | None,
+    authored: Mapping[str, tuple],
+    cameras: Mapping[str, tuple],
+    ops: Sequence[StageOp],
+) -> StagePlan:
+    """The :class:`StagePlan` for ``ops`` given the stage's :func:`structure_key` ``stage_key`` (None:
+    no stage yet), the structure of every prim authored on it so far (``authored``: path ->
+    structure, active or not) and the render products attached (``cameras``: name -> camera
+    structure)."""
+    wanted_cameras = {op.name: op.structure() for op in ops if isinstance(op, CreateCamera)}
+    if stage_key is None or stage_key != structure_key(tuple(ops)):
+        return StagePlan(new_stage=True, cameras_release=tuple(sorted(cameras)),
+                         cameras_create=tuple(wanted_cameras))  # fmt: skip
+    wanted = prim_structures(ops)
+    recreate = tuple(path for path, structure in wanted.items() if path in authored and authored[path] != structure)
+    activate = tuple(path for path in wanted if path in authored and path not in recreate)
+    deactivate = tuple(sorted(path for path in authored if path not in wanted))
+    changed = [name for name, structure in cameras.items() if wanted_cameras.get(name) != structure]
+    create = tuple(name for name, structure in wanted_cameras.items() if cameras.get(name) != structure)
+    return StagePlan(False, recreate, deactivate, activate, tuple(sorted(changed)), create)
+
+
+def articulation_problems(
+    op: AddRobot, dof_names: Sequence[str], link_names: Sequence[str], dof_types: Sequence[object]
+) -> list[str]:
+    """What is wrong with the loaded robot articulation for ``op`` (empty when nothing): DOFs of
+    ``op.arm_joints`` / ``op.finger_joints`` missing, links the backend reads missing, or a DOF of
+    the wrong type (arm joints revolute, fingers prismatic: ``omni.physics.tensors.DofType``
+    ``Rotation`` / ``Translation``, or their values 0 / 1)."""
+    problems = []
+    names = list(dof_names)
+    missing = [j for j in (*op.arm_joints, *op.finger_joints) if j not in names]
+    if missing:
+        problems.append(f"DOFs {missing} missing (the articulation has {names})")
+    missing_links = [link for link in FRANKA_LINKS if link not in link_names]
+    if missing_links:
+        problems.append(f"links {missing_links} missing (the articulation has {list(link_names)})")
+    if len(dof_types) == len(names):
+        kinds = {name: _dof_kind(kind) for name, kind in zip(names, dof_types, strict=True)}
+        wrong = [j for j in op.arm_joints if j in kinds and kinds[j] != "rotation"]
+        wrong += [j for j in op.finger_joints if j in kinds and kinds[j] != "translation"]
+        if wrong:
+            problems.append(f"DOFs of the wrong type {[(j, kinds[j]) for j in wrong]} (arm: rotation, fingers: "
+                            "translation)")  # fmt: skip
+    return problems
+
+
+def _dof_kind(kind: object) -> str:
+    text = str(getattr(kind, "name", kind)).lower()
+    return {"0": "rotation", "1": "translation"}.get(text, text.rsplit(".", 1)[-1])
 
 
 def ops_of_type(ops: tuple[StageOp, ...], kind: type[StageOp]) -> list:
