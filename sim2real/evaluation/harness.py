@@ -282,12 +282,11 @@ def run_evaluation(config: EvaluationConfig) -> Path:
         camera = policy.cameras[0]
         if camera in embedding:  # a policy type with per-camera encoder features
             features = {"real": embedding[camera][0], "sim": embedding[camera][1]}
-    elif replay_set is not None:
-        from sim2real.evaluation.replay import dynamics_replay
+    elif replay_set is not None:  # no encoder: dynamics replay and image statistics
+        from sim2real.evaluation.replay import replay_metrics
 
-        dynamics = dynamics_replay(replay_set.episodes, replay_set.control_hz)
-        metrics["replay"] = {"path": replay_set.path, "episodes": len(replay_set.episodes), "open_loop": None,
-                             "visual_gap": None, "dynamics": dynamics}  # fmt: skip
+        sim_episodes = _held_out_sim_episodes(config, count=min(len(replay_set.episodes), 4))
+        metrics["replay"], _ = replay_metrics(None, replay_set, sim_episodes)
     metrics["ranking"] = _ranking(config, metrics)
     videos = _videos(results, out, config.videos)
     attention = _attention(config, out)

@@ -9,8 +9,9 @@ Groups, in the order of the design's "Evaluation definitions":
   (per-dimension normalised L1 / MSE, gripper accuracy, token accuracy),
   :func:`token_accuracy`, :func:`open_loop_gap`.
 * Visual gap: :func:`frechet_distance`, :func:`frechet_distance_from_features`
-  (the FID formula on any encoder's features).
-* Dynamics replay: :func:`trajectory_errors`, :func:`aggregate_trajectory_errors`.
+  (the FID formula on any encoder's features), :func:`image_statistics` (encoder-free).
+* Dynamics replay: :func:`trajectory_errors`, :func:`relative_to_start`,
+  :func:`aggregate_trajectory_errors`.
 * Ranking agreement between sim and real success over several policies:
   :func:`pearson_r`, :func:`mmrv` (Mean Maximum Rank Violation, SimplerEnv's definition),
   :func:`bootstrap_interval`, :func:`ranking_agreement`.
@@ -39,6 +40,7 @@ from sim2real.datasets.schema import ACTION_NAMES
 from sim2real.errors import UsageError
 
 __all__ = [
+    "AXES",
     "ActionErrors",
     "BootstrapInterval",
     "FactorBin",
@@ -53,10 +55,12 @@ __all__ = [
     "factor_breakdown",
     "frechet_distance",
     "frechet_distance_from_features",
+    "image_statistics",
     "mmrv",
     "open_loop_gap",
     "pearson_r",
     "ranking_agreement",
+    "relative_to_start",
     "token_accuracy",
     "trajectory_errors",
     "wilson_interval",
@@ -638,6 +642,66 @@ def frechet_distance_from_features(feats_a: ArrayLike, feats_b: ArrayLike, eps: 
     return frechet_distance(a.mean(axis=0), np.cov(a, rowvar=False), b.mean(axis=0), np.cov(b, rowvar=False), eps=eps)
 
 
+#: Rec. 601 luma weights of (R, G, B), for the brightness and contrast of frames.
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _colour_features(frames: Sequence[np.ndarray]) -> np.ndarray:
+    """Per frame: mean and standard deviation of each RGB channel in [0, 1], shape (N, 6)."""
+    rows = []
+    for batch in frames:
+        x = np.asarray(batch, dtype=np.float64).reshape(-1, *np.shape(batch)[-3:]) / 255.0
+        flat = x.reshape(x.shape[0], -1, 3)
+        rows.append(np.concatenate([flat.mean(axis=1), flat.std(axis=1)], axis=1))
+    return np.concatenate(rows)
+
+
+def image_statistics(real: Sequence[np.ndarray], sim: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Encoder-free statistics of one camera's real and simulated frames, and their gap.
+
+    Args:
+        real: frame arrays, each uint8 (N_i, H_i, W_i, 3) (sizes may differ between arrays).
+        sim: the same for simulated frames.
+
+    Returns:
+        ``real`` and ``sim``: ``frames`` (count), ``mean_rgb`` and ``std_rgb`` (per channel over
+        every pixel, in [0, 1]), ``brightness`` (mean Rec. 601 luma, [0, 1]) and ``contrast``
+        (mean over frames of the luma's standard deviation); ``mean_rgb_gap``,
+        ``brightness_gap`` and ``contrast_gap`` (sim - real); ``frechet_colour``: the Fréchet
+        distance between the per-frame colour moments (mean and standard deviation of each
+        channel, 6-D, in [0, 1] units), ``None`` with fewer than two frames on a side.
+    """
+    sides: dict[str, dict[str, Any]] = {}
+    features = {}
+    for name, frames in (("real", real), ("sim", sim)):
+        feats = _colour_features(frames)
+        features[name] = feats
+        pixels = np.concatenate([np.asarray(f, dtype=np.float64).reshape(-1, 3) / 255.0 for f in frames])
+        luma_std = [
+            float(np.std(np.asarray(frame, dtype=np.float64) @ _LUMA / 255.0))
+            for batch in frames
+            for frame in np.asarray(batch).reshape(-1, *np.shape(batch)[-3:])
+        ]
+        sides[name] = {
+            "frames": int(feats.shape[0]),
+            "mean_rgb": [float(v) for v in pixels.mean(axis=0)],
+            "std_rgb": [float(v) for v in pixels.std(axis=0)],
+            "brightness": float(pixels.mean(axis=0) @ _LUMA),
+            "contrast": float(np.mean(luma_std)),
+        }
+    frechet = None
+    if features["real"].shape[0] >= 2 and features["sim"].shape[0] >= 2:
+        frechet = frechet_distance_from_features(features["real"], features["sim"])
+    return {
+        "real": sides["real"],
+        "sim": sides["sim"],
+        "mean_rgb_gap": [s - r for s, r in zip(sides["sim"]["mean_rgb"], sides["real"]["mean_rgb"], strict=True)],
+        "brightness_gap": sides["sim"]["brightness"] - sides["real"]["brightness"],
+        "contrast_gap": sides["sim"]["contrast"] - sides["real"]["contrast"],
+        "frechet_colour": frechet,
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Real-robot replay: open-loop action error
 # ---------------------------------------------------------------------------------------------
@@ -820,6 +884,11 @@ def open_loop_gap(real: Mapping[str, Any], sim: Mapping[str, Any]) -> dict[str, 
 # ---------------------------------------------------------------------------------------------
 
 
+#: Names of the base-frame axes of per-axis trajectory errors (positions: m; rotations: the
+#: components of the rotation vector of the orientation error, rad).
+AXES: tuple[str, str, str] = ("x", "y", "z")
+
+
 @dataclass(frozen=True)
 class TrajectoryErrors:
     """Per-step end-effector error of a replayed trajectory against the recorded one.
@@ -827,70 +896,145 @@ class TrajectoryErrors:
     Attributes:
         position_error: Euclidean position error per step, shape (T,), metres.
         orientation_error: geodesic angle between the orientations per step, shape (T,),
-            radians in [0, pi].
+            radians in [0, pi]; ``None`` when the recording has no orientation.
+        position_error_xyz: signed position error (replayed - recorded) per step and base-frame
+            axis, shape (T, 3), metres; ``None`` when not computed.
+        rotation_error_xyz: rotation vector of ``R_replayed R_recordedᵀ`` per step (the rotation
+            taking the recorded orientation onto the replayed one, in the base frame), shape
+            (T, 3), radians; its norm is ``orientation_error``; ``None`` when not computed.
     """
 
     position_error: np.ndarray
-    orientation_error: np.ndarray
+    orientation_error: np.ndarray | None
+    position_error_xyz: np.ndarray | None = None
+    rotation_error_xyz: np.ndarray | None = None
     mean_position_error: float = field(init=False)
     final_position_error: float = field(init=False)
-    mean_orientation_error: float = field(init=False)
-    final_orientation_error: float = field(init=False)
+    max_position_error: float = field(init=False)
+    mean_orientation_error: float | None = field(init=False)
+    final_orientation_error: float | None = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean_position_error", float(np.mean(self.position_error)))
         object.__setattr__(self, "final_position_error", float(self.position_error[-1]))
-        object.__setattr__(self, "mean_orientation_error", float(np.mean(self.orientation_error)))
-        object.__setattr__(self, "final_orientation_error", float(self.orientation_error[-1]))
+        object.__setattr__(self, "max_position_error", float(np.max(self.position_error)))
+        orientation = self.orientation_error
+        object.__setattr__(self, "mean_orientation_error", None if orientation is None else float(np.mean(orientation)))
+        object.__setattr__(self, "final_orientation_error", None if orientation is None else float(orientation[-1]))
 
-    def to_dict(self) -> dict[str, float]:
-        """Scalar summaries, in metres and radians."""
-        return {
+    def to_dict(self) -> dict[str, Any]:
+        """Scalar summaries, in metres and radians (``None`` where not measured): mean, final and
+        maximum position error; mean and final orientation error; and per base-frame axis
+        (:data:`AXES`) the mean and maximum absolute position error and the mean absolute
+        rotation-vector component of the orientation error."""
+        out: dict[str, Any] = {
             "mean_position_error_m": self.mean_position_error,
             "final_position_error_m": self.final_position_error,
+            "max_position_error_m": self.max_position_error,
             "mean_orientation_error_rad": self.mean_orientation_error,
             "final_orientation_error_rad": self.final_orientation_error,
         }
 
+        def per_axis(values: np.ndarray | None, reduce: Callable[..., np.ndarray]) -> dict[str, float] | None:
+            return None if values is None else dict(zip(AXES, map(float, reduce(np.abs(values), axis=0)), strict=True))
+
+        out["mean_abs_position_error_m"] = per_axis(self.position_error_xyz, np.mean)
+        out["max_abs_position_error_m"] = per_axis(self.position_error_xyz, np.max)
+        out["mean_abs_rotation_error_rad"] = per_axis(self.rotation_error_xyz, np.mean)
+        return out
+
 
 def trajectory_errors(
-    pred_pos: ArrayLike, pred_rpy: ArrayLike, true_pos: ArrayLike, true_rpy: ArrayLike
+    pred_pos: ArrayLike, pred_rpy: ArrayLike | None, true_pos: ArrayLike, true_rpy: ArrayLike | None
 ) -> TrajectoryErrors:
     """Compare a replayed end-effector trajectory with the recorded one, step by step.
 
     Args:
         pred_pos: replayed EE positions, shape (T, 3), metres.
         pred_rpy: replayed EE orientations as (roll, pitch, yaw), shape (T, 3), radians,
-            extrinsic x-y-z Euler angles (R = Rz(yaw) Ry(pitch) Rx(roll)).
+            extrinsic x-y-z Euler angles (R = Rz(yaw) Ry(pitch) Rx(roll)); ``None`` (with
+            ``true_rpy`` ``None``) when the recording has no orientation.
         true_pos: recorded EE positions, shape (T, 3), metres.
-        true_rpy: recorded EE orientations, shape (T, 3), radians, same convention.
+        true_rpy: recorded EE orientations, shape (T, 3), radians, same convention, or ``None``.
 
     Returns:
-        :class:`TrajectoryErrors` with per-step position error (m) and the geodesic angle of
-        ``R_pred⁻¹ R_true`` (rad), plus their means and final values.
+        :class:`TrajectoryErrors` with per-step position error (m), signed per axis and as a
+        norm, and the geodesic angle of ``R_pred⁻¹ R_true`` (rad) with the base-frame rotation
+        vector of ``R_pred R_trueᵀ`` per axis, plus their means and final values.
     """
-    arrays = [np.asarray(a, dtype=np.float64) for a in (pred_pos, pred_rpy, true_pos, true_rpy)]
+    if (pred_rpy is None) != (true_rpy is None):
+        raise ValueError("pred_rpy and true_rpy must both be given or both be None")
+    with_rotation = pred_rpy is not None and true_rpy is not None
+    given = (pred_pos, pred_rpy, true_pos, true_rpy) if with_rotation else (pred_pos, true_pos)
+    arrays = [np.asarray(a, dtype=np.float64) for a in given]
     shape = arrays[0].shape
     if len(shape) != 2 or shape[1] != 3 or shape[0] == 0 or any(a.shape != shape for a in arrays):
-        raise ValueError(f"need four arrays of shape (T, 3), T >= 1; got {[a.shape for a in arrays]}")
-    p_pos, p_rpy, t_pos, t_rpy = arrays
-    position = np.linalg.norm(p_pos - t_pos, axis=1)
-    relative = Rotation.from_euler("xyz", p_rpy).inv() * Rotation.from_euler("xyz", t_rpy)
-    orientation = np.asarray(relative.magnitude(), dtype=np.float64).reshape(-1)
-    return TrajectoryErrors(position_error=position, orientation_error=orientation)
+        raise ValueError(f"need arrays of shape (T, 3), T >= 1; got {[a.shape for a in arrays]}")
+    p_pos, t_pos = arrays[0], arrays[-2] if with_rotation else arrays[1]
+    delta = p_pos - t_pos
+    position = np.linalg.norm(delta, axis=1)
+    if not with_rotation:
+        return TrajectoryErrors(position, None, position_error_xyz=delta)
+    p_rot, t_rot = Rotation.from_euler("xyz", arrays[1]), Rotation.from_euler("xyz", arrays[3])
+    orientation = np.asarray((p_rot.inv() * t_rot).magnitude(), dtype=np.float64).reshape(-1)
+    rotvec = np.asarray((p_rot * t_rot.inv()).as_rotvec(), dtype=np.float64).reshape(-1, 3)
+    return TrajectoryErrors(position, orientation, position_error_xyz=delta, rotation_error_xyz=rotvec)
 
 
-def aggregate_trajectory_errors(errors: Sequence[TrajectoryErrors]) -> dict[str, float | int]:
-    """Average :meth:`TrajectoryErrors.to_dict` over episodes (``replay.dynamics``).
+def relative_to_start(pos: ArrayLike, rpy: ArrayLike | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """An end-effector trajectory expressed as motion since its first step, in the base frame.
+
+    Args:
+        pos: positions, shape (T, 3), metres.
+        rpy: orientations, shape (T, 3), radians (extrinsic x-y-z), or ``None``.
 
     Returns:
-        The mean of each summary over episodes, plus ``n_episodes``; for an empty sequence
-        only ``{"n_episodes": 0}``.
+        ``pos - pos[0]`` (T, 3) m, and the orientations of ``R_t R_0ᵀ`` (the base-frame rotation
+        since the start) as (T, 3) rpy, rad (``None`` when ``rpy`` is ``None``). Two robots
+        whose tool frames differ by a fixed rotation give the same relative orientations for the
+        same base-frame motion, which is what makes trajectories of another embodiment comparable.
     """
-    result: dict[str, float | int] = {"n_episodes": len(errors)}
+    p = np.asarray(pos, dtype=np.float64)
+    if rpy is None:
+        return p - p[0], None
+    rot = Rotation.from_euler("xyz", np.asarray(rpy, dtype=np.float64))
+    return p - p[0], np.asarray((rot * rot[0].inv()).as_euler("xyz"), dtype=np.float64)
+
+
+def _mean_of(values: Sequence[Any]) -> Any:
+    """Mean of numbers, or per key of dicts of numbers; ``None`` entries left out (all ``None``: ``None``)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    if isinstance(present[0], Mapping):
+        return {key: float(np.mean([v[key] for v in present])) for key in present[0]}
+    return float(np.mean(present))
+
+
+def _max_of(values: Sequence[Any]) -> Any:
+    """Maximum of numbers, or per key of dicts of numbers; ``None`` entries left out."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    if isinstance(present[0], Mapping):
+        return {key: float(np.max([v[key] for v in present])) for key in present[0]}
+    return float(np.max(present))
+
+
+def aggregate_trajectory_errors(errors: Sequence[TrajectoryErrors]) -> dict[str, Any]:
+    """Summarise :meth:`TrajectoryErrors.to_dict` over episodes (``replay.dynamics``).
+
+    Returns:
+        ``n_episodes``, then for every summary key the mean over episodes, except ``max_*``
+        keys, which take the maximum over episodes (metres, radians; per-axis keys are dicts over
+        :data:`AXES`; ``None`` where no episode measured it). For an empty sequence only
+        ``{"n_episodes": 0}``.
+    """
+    result: dict[str, Any] = {"n_episodes": len(errors)}
     if not errors:
         return result
     dicts = [e.to_dict() for e in errors]
     for key in dicts[0]:
-        result[key] = float(np.mean([d[key] for d in dicts]))
+        values = [d[key] for d in dicts]
+        result[key] = _max_of(values) if key.startswith("max_") else _mean_of(values)
     return result
