@@ -258,3 +258,27 @@ def test_a_failed_run_exits_non_zero_with_kit_running(failure: str, tmp_path: Pa
     assert fixed.returncode == (3 if "SystemExit" in failure else 1), fixed.stderr
     before = subprocess.run([sys.executable, "-c", script, "--fast"], env=env, capture_output=True, timeout=60)
     assert before.returncode == 0  # the bug the launch config avoids
+
+
+def test_mujoco_paths_import_nothing_of_the_isaac_backend(tmp_path: Path) -> None:
+    """Options checks, generation and a MuJoCo episode never import ``sim2real.sim.isaac`` or Isaac Sim."""
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from sim2real.generation import GenerationConfig, validate
+        from sim2real.randomizers import sample_scene
+        from sim2real.sim.backend import BackendConfig, make_backend, parse_backend_options
+        validate(GenerationConfig(output_dir={str(tmp_path)!r}, backend_options={{"multisamples": 0}}))
+        parse_backend_options("mujoco", {{"visual_mesh_reduction": 0.5}})
+        backend = make_backend("mujoco", BackendConfig(options={{"max_width": 128}}))
+        backend.reset(sample_scene("push", 0))
+        backend.step(np.zeros(7, np.float32))
+        backend.images()
+        backend.close()
+        roots = ("sim2real.sim.isaac", "isaacsim", "omni", "pxr", "carb")
+        print(",".join(sorted(m for m in sys.modules if m.startswith(roots))))
+    """)  # fmt: skip
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120, check=True)  # fmt: skip
+    assert result.stdout.strip() == ""
