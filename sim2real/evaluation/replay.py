@@ -301,16 +301,24 @@ def visual_gap(
     return gap, embedding
 
 
-def image_stats(real: Sequence[Episode], sim: Sequence[Episode]) -> dict[str, dict[str, Any] | None]:
+def image_stats(
+    real: Sequence[Episode], sim: Sequence[Episode]
+) -> tuple[dict[str, dict[str, Any] | None], dict[str, str]]:
     """Per camera of the sim episodes and the real set: :func:`image_statistics` of the real and
-    sim frames, or ``None`` for a camera one side lacks."""
+    sim frames, or ``None`` for a camera one side lacks; and for those, why (by camera)."""
     cameras = sorted({c for e in (*real, *sim) for c in e.steps.images})
     out: dict[str, dict[str, Any] | None] = {}
+    reasons: dict[str, str] = {}
     for camera in cameras:
         real_frames = [e.steps.images[camera] for e in real if camera in e.steps.images]
         sim_frames = [e.steps.images[camera] for e in sim if camera in e.steps.images]
         out[camera] = image_statistics(real_frames, sim_frames) if real_frames and sim_frames else None
-    return out
+        if not real_frames:
+            reasons[camera] = missing_cameras([camera], real)[camera]
+        elif not sim_frames:
+            have = sorted({c for e in sim for c in e.steps.images})
+            reasons[camera] = f"the simulated episodes have no {camera!r} camera (they have: {', '.join(have)})"
+    return out, reasons
 
 
 # ---------------------------------------------------------------------------------------------
@@ -628,8 +636,7 @@ def replay_metrics(
     ee = [e for e in episodes if action_space(e)[1] is None]
     action_skips = {e.metadata.episode_id: r for e in episodes if (r := action_space(e)[1]) is not None}
     if action_skips and not ee:
-        reason = _joined(action_skips)
-        skipped["open_loop"] = skipped["dynamics"] = f"open-loop and dynamics skipped: {reason}"
+        skipped["open_loop"] = skipped["dynamics"] = _joined(action_skips)
     elif action_skips:
         notes.append(f"{len(action_skips)} of {len(episodes)} episodes left out of open loop and dynamics: "
                      f"{_joined(action_skips)}")  # fmt: skip
@@ -638,9 +645,9 @@ def replay_metrics(
     gap: dict[str, float | None] | None = None
     embedding: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if policy is None:
-        why = "no trained policy (a scripted or external policy has no action predictions on frames nor encoder)"
-        skipped.setdefault("open_loop", f"open loop skipped: {why}")
-        skipped["visual_gap"] = f"encoder Fréchet distance skipped: {why}"
+        why = "the evaluated policy is not a trained checkpoint (no predictions on recorded frames, no encoder)"
+        skipped.setdefault("open_loop", why)
+        skipped["visual_gap"] = why
     else:
         sim = list(sim_episodes or [])
         if ee:
@@ -656,27 +663,26 @@ def replay_metrics(
                                  f"(the set has no {camera!r} camera)")  # fmt: skip
         gap, embedding = visual_gap(policy, episodes, sim) if sim else ({}, {})
         if not sim:
-            skipped["visual_gap"] = "encoder Fréchet distance skipped: no simulated episodes to compare with"
+            skipped["visual_gap"] = "no simulated episodes to compare with"
             gap = None
         elif not gap:
-            skipped["visual_gap"] = "encoder Fréchet distance skipped: the policy type has no per-camera features"
+            skipped["visual_gap"] = "the policy type has no per-camera encoder features"
             gap = None
         else:
             for camera, reason in missing_cameras(list(gap), episodes).items():
                 skipped[f"visual_gap.{camera}"] = reason
-    stats = image_stats(episodes, sim_episodes) if sim_episodes else None
-    if stats is None:
-        skipped["image_stats"] = "image statistics skipped: no simulated episodes to compare with"
+    stats = None
+    if sim_episodes:
+        stats, reasons = image_stats(episodes, sim_episodes)
+        skipped.update({f"image_stats.{camera}": reason for camera, reason in reasons.items()})
     else:
-        sim_cameras = {c for e in sim_episodes or [] for c in e.steps.images}
-        for camera in missing_cameras(sorted(sim_cameras), episodes):
-            skipped[f"image_stats.{camera}"] = missing_cameras([camera], episodes)[camera]
+        skipped["image_stats"] = "no simulated episodes to compare with"
 
     dynamics = None
     if "dynamics" not in skipped:
         dynamics = dynamics_replay(episodes, backend, backend_options, foreign_start)
         if dynamics is None:
-            skipped["dynamics"] = f"dynamics skipped: {_joined(dynamics_skips(episodes))}"
+            skipped["dynamics"] = _joined(dynamics_skips(episodes))
     return {
         "path": replay.path,
         "episodes": len(episodes),

@@ -30,10 +30,28 @@ success rates, percentile bootstrap for ranking metrics)::
       },
       "replay": null | {                            # real-robot replay set
         "open_loop": null | {
-          "real": {...}, "sim": {...}, "gap": {...} # ActionErrors.to_dict(); gap = sim - real
+          "real": {...}, "sim": {...} | null, "gap": {...} | null  # ActionErrors.to_dict(); gap = sim - real
         },
-        "visual_gap": null | {"<camera>": float},   # Fréchet distance of encoder features
-        "dynamics": null | {...}                    # aggregate_trajectory_errors(): metres, radians
+        "visual_gap": null | {"<camera>": float | null},  # Fréchet distance of encoder features;
+                                                    #   null: a camera the set lacks (never stood in for)
+        "dynamics": null | {                        # aggregate_trajectory_errors(): metres, radians
+          "n_episodes": int, "mean_position_error_m": float, ...,
+          # optional (sim2real.evaluation.replay.dynamics_replay):
+          "mean_abs_position_error_m": {"x", "y", "z": float} | null, ...  # per-axis errors
+          "starts": {"recorded_joints" | "recorded_ee" | "workspace_fit": int},
+          "frames": {"absolute" | "relative_to_start": int},
+          "clips": {"total": {"<reason>": int}, "episodes_with_clips": int},
+          "workspace": {"steps": int, "steps_outside": int, "fraction_steps_outside": float,
+                        "episodes_leaving": int, "fraction_episodes_leaving": float,
+                        "outside_by_side": {"<axis>_low|high": int}},
+          "episodes": [{"episode_id": str, "start": str, "frame": str, "clips": {...}, ...}],
+          "skipped_episodes": {"<episode id>": str}
+        },
+        # optional: "image_stats": null | {"<camera>": null | image_statistics()},
+        #   "embodiment": {...}, "notes": [str],
+        #   "skipped": {"<metric>" | "visual_gap.<camera>" | "image_stats.<camera>": str}: why a
+        #   metric or camera is null; when "skipped" is present every null metric and every null
+        #   visual_gap / image_stats camera has its reason there
       },
       "ranking": null | {                           # sim-vs-real agreement over policies
         "pearson": float | null, "pearson_ci95": [float, float] | null,
@@ -256,6 +274,116 @@ def _check_ranking_bootstrap(ranking: Mapping[str, Any], problems: list[str]) ->
             problems.append(f"ranking.bootstrap.{key}: expected an int in [0, resamples], got {skipped!r}")
 
 
+#: replay metrics that are null when not measured, with their reason in ``replay.skipped``
+_REPLAY_METRICS = ("open_loop", "visual_gap", "dynamics", "image_stats")
+_DYNAMICS_ERRORS = ("mean_position_error_m", "final_position_error_m", "max_position_error_m",
+                    "mean_orientation_error_rad", "final_orientation_error_rad")  # fmt: skip
+_DYNAMICS_AXES = ("mean_abs_position_error_m", "max_abs_position_error_m", "mean_abs_rotation_error_rad")
+
+
+def _is_counts(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(isinstance(k, str) and _is_int(v) and v >= 0 for k, v in value.items())
+
+
+def _check_replay_reasons(replay: Mapping[str, Any], problems: list[str]) -> None:
+    """``skipped``, ``notes``, ``embodiment`` and ``image_stats`` of a replay block, and a reason
+    in ``skipped`` for every null metric and camera (when ``skipped`` is given)."""
+    if "notes" in replay and not (
+        isinstance(replay["notes"], list) and all(isinstance(n, str) for n in replay["notes"])
+    ):
+        problems.append("replay.notes: expected a list of strings")
+    if "embodiment" in replay and not isinstance(replay["embodiment"], Mapping):
+        problems.append("replay.embodiment: expected an object")
+    stats = replay.get("image_stats")
+    if "image_stats" in replay and not (stats is None or isinstance(stats, Mapping)):
+        problems.append("replay.image_stats: expected an object or null")
+    elif isinstance(stats, Mapping):
+        for camera, entry in stats.items():
+            if entry is None:
+                continue
+            if not (isinstance(entry, Mapping) and isinstance(entry.get("real"), Mapping)
+                    and isinstance(entry.get("sim"), Mapping)):  # fmt: skip
+                problems.append(f"replay.image_stats.{camera}: expected an object with 'real' and 'sim', or null")
+            elif not (entry.get("frechet_colour") is None or (_is_number(entry["frechet_colour"])
+                                                               and entry["frechet_colour"] >= 0)):  # fmt: skip
+                problems.append(f"replay.image_stats.{camera}.frechet_colour: expected a number >= 0 or null")
+    if "skipped" not in replay:
+        return
+    skipped = replay["skipped"]
+    if not (isinstance(skipped, Mapping) and all(isinstance(v, str) and v for v in skipped.values())):
+        problems.append("replay.skipped: expected an object of non-empty reason strings")
+        return
+    for key in _REPLAY_METRICS:
+        if key in replay and replay[key] is None and key not in skipped:
+            problems.append(f"replay.{key}: null without a reason in replay.skipped")
+    for key in ("visual_gap", "image_stats"):
+        block = replay.get(key)
+        if isinstance(block, Mapping):
+            for camera, value in block.items():
+                if value is None and f"{key}.{camera}" not in skipped:
+                    problems.append(f"replay.{key}.{camera}: null without a reason in replay.skipped")
+
+
+def _check_dynamics(dynamics: Mapping[str, Any], problems: list[str]) -> None:
+    """The ``replay.dynamics`` block: counts, errors (m, rad, >= 0), per-axis errors, starts,
+    clips, workspace departures and per-episode entries (each optional but ``n_episodes``)."""
+    where = "replay.dynamics"
+    if not (_is_int(dynamics.get("n_episodes")) and dynamics["n_episodes"] >= 0):
+        problems.append(f"{where}.n_episodes: expected an int >= 0")
+    for key in _DYNAMICS_ERRORS:
+        value = dynamics.get(key)
+        if key in dynamics and not (value is None or (_is_number(value) and value >= 0)):
+            problems.append(f"{where}.{key}: expected a number >= 0 or null, got {value!r}")
+    for key in _DYNAMICS_AXES:
+        value = dynamics.get(key)
+        if key in dynamics and value is not None and not (
+            isinstance(value, Mapping) and set(value) == {"x", "y", "z"}
+            and all(_is_number(v) and v >= 0 for v in value.values())
+        ):  # fmt: skip
+            problems.append(f"{where}.{key}: expected {{x, y, z}} numbers >= 0 or null")
+    for key in ("starts", "frames"):
+        if key in dynamics and not _is_counts(dynamics[key]):
+            problems.append(f"{where}.{key}: expected an object of int counts")
+    if "clips" in dynamics:
+        clips = dynamics["clips"]
+        if not (isinstance(clips, Mapping) and _is_counts(clips.get("total"))
+                and _is_int(clips.get("episodes_with_clips")) and clips["episodes_with_clips"] >= 0):  # fmt: skip
+            problems.append(f"{where}.clips: expected {{total: {{reason: int}}, episodes_with_clips: int}}")
+    if "workspace" in dynamics:
+        ws = dynamics["workspace"]
+        if not isinstance(ws, Mapping):
+            problems.append(f"{where}.workspace: expected an object")
+        else:
+            for key in ("steps", "steps_outside", "episodes_leaving"):
+                if not (_is_int(ws.get(key)) and ws[key] >= 0):
+                    problems.append(f"{where}.workspace.{key}: expected an int >= 0")
+            for key in ("fraction_steps_outside", "fraction_episodes_leaving"):
+                if not (_is_number(ws.get(key)) and 0.0 <= ws[key] <= 1.0):
+                    problems.append(f"{where}.workspace.{key}: expected a fraction in [0, 1]")
+            if _is_int(ws.get("steps")) and _is_int(ws.get("steps_outside")) and ws["steps_outside"] > ws["steps"]:
+                problems.append(f"{where}.workspace: steps_outside {ws['steps_outside']} > steps {ws['steps']}")
+            if "outside_by_side" in ws and not _is_counts(ws["outside_by_side"]):
+                problems.append(f"{where}.workspace.outside_by_side: expected an object of int counts")
+    if "episodes" in dynamics:
+        episodes = dynamics["episodes"]
+        if not isinstance(episodes, list):
+            problems.append(f"{where}.episodes: expected a list")
+        else:
+            if _is_int(dynamics.get("n_episodes")) and len(episodes) != dynamics["n_episodes"]:
+                problems.append(f"{where}.episodes: {len(episodes)} entries, n_episodes is {dynamics['n_episodes']}")
+            for k, entry in enumerate(episodes):
+                if not (isinstance(entry, Mapping) and isinstance(entry.get("start"), str)
+                        and entry.get("frame") in ("absolute", "relative_to_start")
+                        and _is_counts(entry.get("clips"))):  # fmt: skip
+                    problems.append(f"{where}.episodes[{k}]: expected start, frame (absolute | relative_to_start) "
+                                    "and clips")  # fmt: skip
+                elif not (_is_number(entry.get("mean_position_error_m")) and entry["mean_position_error_m"] >= 0):
+                    problems.append(f"{where}.episodes[{k}].mean_position_error_m: expected a number >= 0")
+    skipped = dynamics.get("skipped_episodes", {})
+    if not (isinstance(skipped, Mapping) and all(isinstance(v, str) for v in skipped.values())):
+        problems.append(f"{where}.skipped_episodes: expected an object of reason strings")
+
+
 def _fill_ranking_reasons(metrics: dict[str, Any]) -> None:
     """Give every null ranking value a ``<key>_reason`` (in place, on a plain-JSON copy)."""
     ranking = metrics.get("ranking")
@@ -374,6 +502,9 @@ def metrics_problems(metrics: Any) -> list[str]:
                 for camera, value in visual.items():
                     if not (value is None or (_is_number(value) and value >= 0)):
                         problems.append(f"replay.visual_gap.{camera}: expected a number >= 0 or null")
+            _check_replay_reasons(replay, problems)
+            if isinstance(replay.get("dynamics"), Mapping):
+                _check_dynamics(replay["dynamics"], problems)
 
     ranking = metrics.get("ranking")
     if ranking is not None and "ranking" in metrics:
@@ -835,7 +966,7 @@ def _replay_section(metrics: Mapping[str, Any], has_action_plot: bool) -> list[s
     replay = metrics.get("replay")
     if not replay:
         return []
-    lines = ["## Real-robot replay", ""]
+    lines = ["## Real-robot replay", "", *_replay_overview(replay)]
     open_loop = replay.get("open_loop")
     if open_loop:
         real, sim, gap = (open_loop.get(k) or {} for k in ("real", "sim", "gap"))
@@ -866,13 +997,120 @@ def _replay_section(metrics: Mapping[str, Any], has_action_plot: bool) -> list[s
         if has_action_plot:
             lines += ["![Action errors, real vs sim](action_errors.png)", ""]
     visual = replay.get("visual_gap")
+    skipped = replay.get("skipped") or {}
     if visual:
         lines += ["### Visual gap (Fréchet distance of encoder features, real vs sim)", ""]
-        lines += _table(["camera", "Fréchet distance"], [[cam, _num(v, 4)] for cam, v in visual.items()])
+        rows = [[cam, _num(v, 4) if v is not None else f"missing: {skipped.get(f'visual_gap.{cam}', 'not measured')}"]
+                for cam, v in visual.items()]  # fmt: skip
+        lines += _table(["camera", "Fréchet distance"], rows)
+    lines += _image_stats_section(replay.get("image_stats"), skipped)
     dynamics = replay.get("dynamics")
     if dynamics:
-        lines += ["### Dynamics replay (recorded actions executed in sim vs recorded EE trajectory)", ""]
-        lines += _table(["metric", "value"], [[k, _num(v, 4)] for k, v in _flatten("", dynamics)])
+        lines += _dynamics_section(dynamics)
+    return lines
+
+
+def _replay_overview(replay: Mapping[str, Any]) -> list[str]:
+    """What the set is, and which metrics were skipped and why."""
+    lines: list[str] = []
+    kind = replay.get("embodiment")
+    if isinstance(kind, Mapping):
+        spaces = ", ".join(f"{k} ({v})" for k, v in (kind.get("action_spaces") or {}).items())
+        dims = ", ".join(f"{k}-D ({v})" for k, v in (kind.get("action_dims") or {}).items())
+        rates = ", ".join(_num(v, 3) for v in kind.get("control_hz") or [])
+        lines += [
+            f"Set `{replay.get('path', '?')}`: {replay.get('episodes', '?')} episodes; robot "
+            f"{', '.join(kind.get('robots') or ['unknown'])}; actions {spaces} [{dims}]; cameras "
+            f"{', '.join(kind.get('cameras') or []) or 'none'}; control rate {rates} Hz; joint positions recorded in "
+            f"{kind.get('joint_positions', 0)} episodes, EE positions in {kind.get('ee_positions', 0)}.",
+            "",
+        ]
+    skipped = replay.get("skipped") or {}
+    if skipped:
+        by_reason: dict[str, list[str]] = {}
+        for key, reason in skipped.items():
+            by_reason.setdefault(reason, []).append(key)
+        items = [f"- {' and '.join(keys)} skipped: {reason}" for reason, keys in by_reason.items()]
+        lines += ["Not measured:", "", *items, ""]
+    notes = replay.get("notes") or []
+    if notes:
+        lines += ["Notes:", "", *[f"- {note}" for note in notes], ""]
+    return lines
+
+
+def _image_stats_section(stats: Any, skipped: Mapping[str, str]) -> list[str]:
+    """Per camera: brightness, contrast and colour of real vs sim frames."""
+    if not isinstance(stats, Mapping) or not stats:
+        return []
+    rows = []
+    for camera, entry in stats.items():
+        if entry is None:
+            reason = skipped.get(f"image_stats.{camera}", "a side has no frames of this camera")
+            rows.append([camera, f"missing: {reason}", "", "", "", ""])
+            continue
+        real, sim = entry["real"], entry["sim"]
+        gap = ", ".join(f"{v:+.3f}" for v in entry.get("mean_rgb_gap") or [])
+        rows.append([camera, f"{real.get('frames')} / {sim.get('frames')}",
+                     f"{_num(real.get('brightness'))} / {_num(sim.get('brightness'))}",
+                     f"{_num(real.get('contrast'))} / {_num(sim.get('contrast'))}", gap,
+                     _num(entry.get("frechet_colour"), 4)])  # fmt: skip
+    header = ["camera", "frames real / sim", "brightness real / sim", "contrast real / sim",
+              "mean RGB gap (sim − real)", "Fréchet distance of colour moments"]  # fmt: skip
+    return ["### Image statistics (encoder-free, real vs sim)", "", *_table(header, rows)]
+
+
+def _mm(value: Any) -> str:
+    return "–" if value is None else f"{value * 1000:.2f}"
+
+
+def _dynamics_section(dynamics: Mapping[str, Any]) -> list[str]:
+    """Errors (overall, per axis, per episode), starts, clips and workspace departures."""
+    lines = ["### Dynamics replay (recorded actions executed in sim vs recorded EE trajectory)", ""]
+    if dynamics.get("starts") or dynamics.get("control_hz"):
+        starts = ", ".join(f"{k} ({v})" for k, v in (dynamics.get("starts") or {}).items())
+        frames = ", ".join(f"{k} ({v})" for k, v in (dynamics.get("frames") or {}).items())
+        rates = ", ".join(_num(v) for v in dynamics.get("control_hz") or [])
+        physics = ", ".join(_num(v) for v in dynamics.get("physics_hz") or [])
+        lines += [f"Starts: {starts}; errors compared {frames}; control rate {rates} Hz (physics {physics} Hz).", ""]
+    scalars = [[k, _num(v, 4)] for k, v in dynamics.items() if v is None or isinstance(v, (int, float))]
+    lines += _table(["metric", "value"], scalars)
+    axes = [
+        k for k in ("mean_abs_position_error_m", "max_abs_position_error_m") if isinstance(dynamics.get(k), Mapping)
+    ]
+    if axes:
+        rotation = dynamics.get("mean_abs_rotation_error_rad")
+        rows = [[axis, *[_mm(dynamics[k][axis]) for k in axes],
+                 _num(rotation[axis], 4) if isinstance(rotation, Mapping) else "–"]
+                for axis in ("x", "y", "z")]  # fmt: skip
+        header = ["axis", *[f"{k.split('_abs')[0]} |error| (mm)" for k in axes], "mean |rotation error| (rad)"]
+        lines += _table(header, rows)
+    clips = dynamics.get("clips")
+    if isinstance(clips, Mapping):
+        total = clips.get("total") or {}
+        lines += [f"Controller clips ({clips.get('episodes_with_clips', 0)} of {dynamics.get('n_episodes', '?')} "
+                  "episodes clipped):", "", *_table(["reason", "clips"], list(total.items()))]  # fmt: skip
+    ws = dynamics.get("workspace")
+    if isinstance(ws, Mapping):
+        if ws.get("steps_outside"):
+            sides = ", ".join(f"{k} {v}" for k, v in (ws.get("outside_by_side") or {}).items())
+            lines += [f"**The recorded trajectory leaves the simulated workspace** at {ws['steps_outside']} of "
+                      f"{ws['steps']} steps ({ws['fraction_steps_outside']:.1%}), in {ws['episodes_leaving']} episodes "
+                      f"({ws['fraction_episodes_leaving']:.1%}); steps by side: {sides}.", ""]  # fmt: skip
+        else:
+            lines += [f"The recorded trajectories stay inside the simulated workspace ({ws.get('steps')} steps).", ""]
+    episodes = dynamics.get("episodes")
+    if isinstance(episodes, list) and episodes:
+        rows = [[e.get("episode_id"), e.get("start"), _mm(e.get("mean_position_error_m")),
+                 _mm(e.get("max_position_error_m")), _num(e.get("mean_orientation_error_rad"), 4),
+                 ", ".join(f"{k} {v}" for k, v in (e.get("clips") or {}).items() if v) or "none",
+                 e.get("steps_outside_workspace", "–"), e.get("start_note") or ""]
+                for e in episodes[:50]]  # fmt: skip
+        header = ["episode", "start", "mean pos. error (mm)", "max pos. error (mm)", "mean orient. error (rad)",
+                  "clips", "steps outside workspace", "start note"]  # fmt: skip
+        lines += ["Per episode" + (" (first 50)" if len(episodes) > 50 else "") + ":", "", *_table(header, rows)]
+    skipped = dynamics.get("skipped_episodes") or {}
+    if skipped:
+        lines += ["Episodes left out:", "", *[f"- {k}: {v}" for k, v in skipped.items()], ""]
     return lines
 
 
