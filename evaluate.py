@@ -16,6 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sim2real.entrypoint import schema_defaults
 from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION as _SELECTION
+from sim2real.evaluation.replay import FOREIGN_STARTS as _FOREIGN_STARTS
 
 
 @dataclass
@@ -44,6 +45,7 @@ class ReplaySchema:
     path: str | None = None
     mapping: str | None = None
     episodes: int = 25
+    foreign_start: str = _FOREIGN_STARTS[0]  # another robot's dynamics replay: workspace_fit | recorded_ee
 
 
 @dataclass
@@ -92,6 +94,7 @@ def main(cfg: DictConfig) -> None:
         seed=raw["seed"], randomization=raw["randomization"], output_dir=raw["output_dir"],
         reference_rows=raw["reference_rows"], videos=raw["videos"], replay_path=raw["replay"]["path"],
         replay_mapping=raw["replay"]["mapping"], replay_episodes=raw["replay"]["episodes"],
+        replay_foreign_start=raw["replay"]["foreign_start"],
         real_success_csv=raw["ranking"]["real_success_csv"], progress=raw["progress"],
         policy_options={key: raw["policy"][key] for key in rollout_option_keys(raw["policy"]["name"])},
         backend=raw["backend"], backend_options=raw["backend_options"],

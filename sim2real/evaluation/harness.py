@@ -24,6 +24,7 @@ from sim2real.evaluation.metrics import (
     ranking_agreement,
 )
 from sim2real.evaluation.policies import is_trained_policy
+from sim2real.evaluation.replay import FOREIGN_STARTS
 from sim2real.evaluation.report import closed_loop_entry, new_metrics, write_report, write_video
 from sim2real.randomizers import VARIANTS
 from sim2real.randomizers.factors import CATEGORICAL
@@ -55,6 +56,7 @@ class EvaluationConfig:
     replay_path: str | None = None
     replay_mapping: str | None = None
     replay_episodes: int = 25
+    replay_foreign_start: str = FOREIGN_STARTS[0]  # another robot's dynamics replay (replay.FOREIGN_STARTS)
     real_success_csv: str | None = None
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +91,10 @@ def validate(config: EvaluationConfig) -> None:
     check_rollout_policy(
         config.policy, dict(config.policy_options), config.tasks[0], config.seed, config.randomization
     )  # python / remote: import, methods, server, metadata, one action
+    if config.replay_foreign_start not in FOREIGN_STARTS:
+        raise EvaluationError(
+            f"replay.foreign_start={config.replay_foreign_start!r}: expected one of {', '.join(FOREIGN_STARTS)}"
+        )
     if config.real_success_csv and not Path(config.real_success_csv).is_file():
         raise EvaluationError(f"ranking.real_success_csv: no such file {config.real_success_csv}")
 
@@ -278,7 +284,9 @@ def run_evaluation(config: EvaluationConfig) -> Path:
 
         policy = load_policy(config.checkpoint)
         sim_episodes = _held_out_sim_episodes(config, count=min(len(replay_set.episodes), 10))
-        metrics["replay"], embedding = replay_metrics(policy, replay_set, sim_episodes)
+        metrics["replay"], embedding = replay_metrics(
+            policy, replay_set, sim_episodes, foreign_start=config.replay_foreign_start
+        )
         camera = policy.cameras[0]
         if camera in embedding:  # a policy type with per-camera encoder features
             features = {"real": embedding[camera][0], "sim": embedding[camera][1]}
@@ -286,7 +294,7 @@ def run_evaluation(config: EvaluationConfig) -> Path:
         from sim2real.evaluation.replay import replay_metrics
 
         sim_episodes = _held_out_sim_episodes(config, count=min(len(replay_set.episodes), 4))
-        metrics["replay"], _ = replay_metrics(None, replay_set, sim_episodes)
+        metrics["replay"], _ = replay_metrics(None, replay_set, sim_episodes, foreign_start=config.replay_foreign_start)
     metrics["ranking"] = _ranking(config, metrics)
     videos = _videos(results, out, config.videos)
     attention = _attention(config, out)
