@@ -290,6 +290,11 @@ class IsaacBackend:
         return self._executor.physics_valid(self._require_scene())
 
     @property
+    def dof_names(self) -> list[str]:
+        """The robot articulation's DOF names, in PhysX order."""
+        return list(self._require_scene().robot.dof_names)
+
+    @property
     def render_mode(self) -> Any:
         """The RTX mode Kit renders with (``/rtx/rendermode``)."""
         return self._ex.render_mode()
