@@ -23,7 +23,9 @@ The items, each judged from a measurement (thresholds are options):
    scenes, for every task;
 7. ``steps_per_second``: control steps per second of one process, with every camera's image read
    each step and resets included (at least ``--min-steps-per-second``);
-8. ``failing_run_exit``: a deliberately failing run (Kit started, then an exception) exits non-zero.
+8. ``failing_run_exit``: a deliberately failing run (Kit started, then an exception) exits non-zero;
+9. ``low_dim_repeatable``: what the manifests hash is reproducible: the same scene and expert, run
+   twice with another scene between, give bit-identical proprio, actions and object poses.
 
 Kit runs in one worker process (``--worker isaac``), which writes its measurements to a JSON file
 after each item, so a crash still leaves the items measured before it; this process judges them and
@@ -98,6 +100,7 @@ DESCRIPTIONS = {
     "expert_success": "expert success per task",
     "steps_per_second": "control steps per second per process (images and resets included)",
     "failing_run_exit": "a deliberately failing run exits non-zero",
+    "low_dim_repeatable": "the same scene and actions give bit-identical low-dimensional data",
 }
 
 
@@ -175,10 +178,17 @@ def _judge_failing_run(run: Mapping[str, Any], _: Thresholds) -> Check:
     return Check("failing_run_exit", DESCRIPTIONS["failing_run_exit"], code != 0, f"exit status {code}")
 
 
+def _judge_repeatable(run: Mapping[str, Any], _: Thresholds) -> Check:
+    text = f"max difference {run['max_abs_diff']:.3g} over {run['steps']} steps of {run['values']} values per step"
+    return Check("low_dim_repeatable", DESCRIPTIONS["low_dim_repeatable"],
+                 run["max_abs_diff"] == 0.0 and run["steps"] > 0, text)  # fmt: skip
+
+
 JUDGES: dict[str, Callable[[Any, Thresholds], Check]] = {
     "kit": _judge_kit, "franka_dofs": _judge_dofs, "first_frame": _judge_first_frame,
     "no_empty_frames": _judge_frames, "physics_handles": _judge_handles, "expert_success": _judge_expert,
     "steps_per_second": _judge_speed, "failing_run_exit": _judge_failing_run,
+    "low_dim_repeatable": _judge_repeatable,
 }  # fmt: skip
 
 
@@ -300,6 +310,31 @@ def _check_images(backend: Any, scene: SceneSpec, counts: dict[str, Any]) -> Non
             counts["errors"].append(problem)
 
 
+def _low_dim_run(backend: Any, scene: SceneSpec, steps: int) -> np.ndarray:
+    from sim2real.sim.experts import make_expert
+
+    backend.reset(scene)
+    expert = make_expert(scene, np.random.default_rng(scene.seed))
+    rows = []
+    for _ in range(steps):
+        state = backend.privileged_state()
+        action = np.asarray(expert.act(state), np.float64)
+        poses = [np.r_[o.pos, o.quat] for _, o in sorted(state.objects.items())]
+        rows.append(np.concatenate([np.asarray(backend.proprio(), np.float64), action, *poses]))
+        backend.step(action.astype(np.float32))
+    return np.asarray(rows)
+
+
+def measure_repeatability(backend: Any, scene: SceneSpec, other: SceneSpec, steps: int = 40) -> dict[str, Any]:
+    """Run ``scene`` with its expert for ``steps`` steps, then ``other``, then ``scene`` again: the
+    largest difference of proprio, actions and object poses between the two runs of ``scene``."""
+    first = _low_dim_run(backend, scene, steps)
+    _low_dim_run(backend, other, 5)
+    second = _low_dim_run(backend, scene, steps)
+    return {"steps": len(first), "values": int(first.shape[1]) if first.ndim == 2 else 0,
+            "max_abs_diff": float(np.abs(first - second).max()) if first.size else 0.0}  # fmt: skip
+
+
 def measure_resets(backend: Any, scenes: Sequence[SceneSpec]) -> list[dict[str, Any]]:
     """Per reset: the names of the physics views that are not valid, and whether a step runs."""
     rows = []
@@ -413,6 +448,7 @@ def run_isaac_worker(args: argparse.Namespace, options: dict[str, Any]) -> None:
         record.measure("first_frame", lambda: measure_first_frame(backend, mixed[: args.first_frame_scenes]))
         record.measure("no_empty_frames", lambda: measure_frames(backend, mixed, args.steps))
         record.measure("physics_handles", lambda: measure_resets(backend, mixed[: args.resets]))
+        record.measure("low_dim_repeatable", lambda: measure_repeatability(backend, mixed[0], mixed[1]))
         result = record.measure("expert", lambda: measure_expert(backend, scenes))
         if result is not None:
             expert, speed, image_stats = result

@@ -38,6 +38,7 @@ def passing() -> dict[str, Any]:
         "expert_success": {"pick_place": {"successes": 18, "episodes": 20}, "push": {"successes": 20, "episodes": 20}},
         "steps_per_second": {"steps": 1000, "seconds": 20.0, "resets": 40},
         "failing_run_exit": {"returncode": 1},
+        "low_dim_repeatable": {"steps": 40, "values": 35, "max_abs_diff": 0.0},
     }
 
 
@@ -45,7 +46,7 @@ def test_a_healthy_server_passes_every_item_with_its_measured_value() -> None:
     checks = vi.judge(passing(), T)
     assert [c.name for c in checks] == list(vi.JUDGES) and all(c.passed for c in checks)
     text = vi.format_checklist(checks)
-    assert text.splitlines()[-1] == "8/8 items pass"
+    assert text.splitlines()[-1] == "9/9 items pass"
     assert "PASS  1. Kit starts headless with the chosen renderer: render mode 'RealTimePathTracing'" in text
     assert "PASS  7. control steps per second per process (images and resets included): 50.0 steps/s" in text
     assert "PASS  8. a deliberately failing run exits non-zero: exit status 1" in text
@@ -65,6 +66,7 @@ def test_a_healthy_server_passes_every_item_with_its_measured_value() -> None:
         ("expert_success", {"stack": {"successes": 3, "episodes": 20}}, "stack 3/20"),
         ("steps_per_second", {"steps": 50, "seconds": 10.0, "resets": 2}, "5.0 steps/s"),
         ("failing_run_exit", {"returncode": 0}, "exit status 0"),
+        ("low_dim_repeatable", {"steps": 40, "values": 35, "max_abs_diff": 1e-7}, "max difference 1e-07"),
         ("kit", {"error": "IsaacNotInstalledError: missing"}, "error: IsaacNotInstalledError"),
     ],
 )  # fmt: skip
@@ -185,6 +187,7 @@ def test_the_isaac_worker_measures_every_item(fake_isaac_backend: type, tmp_path
     assert all(c.passed for c in checks.values()), vi.format_checklist(list(checks.values()))
     assert measurements["no_empty_frames"]["steps"] == 12 and measurements["no_empty_frames"]["images"] >= 24
     assert len(measurements["physics_handles"]) == 2 and len(measurements["first_frame"]) == 2
+    assert measurements["low_dim_repeatable"]["max_abs_diff"] == 0.0  # MuJoCo: bit-exact
     assert set(measurements["expert_success"]) == set(vi.TASKS)
 
 
