@@ -113,7 +113,44 @@ def test_a_vla_checkpoint_is_evaluated_with_the_real_replay_set(checkpoint: Path
     assert 0 <= replay["open_loop"]["real"]["gripper_accuracy"] <= 1
     assert set(replay["visual_gap"]) == {"front", "wrist"} and all(v >= 0 for v in replay["visual_gap"].values())
     assert replay["dynamics"]["n_episodes"] == 3 and replay["dynamics"]["mean_position_error_m"] >= 0
+    # a WidowX set: fitted into the Panda's workspace, errors relative to the start, clips counted
+    assert replay["dynamics"]["starts"] == {"workspace_fit": 3} and replay["dynamics"]["control_hz"] == [5.0]
+    assert replay["dynamics"]["clips"]["total"]["workspace"] == 0
+    assert replay["image_stats"]["front"]["frechet_colour"] >= 0 and replay["image_stats"]["side"] is None
+    assert set(replay["skipped"]) == {"image_stats.side"}  # the sim episodes have no 'side' camera
     assert (out / "attention.png").is_file() and (out / "feature_embedding.png").is_file()
+
+
+def test_an_expert_evaluation_with_a_replay_set_of_another_embodiment(tmp_path: Path) -> None:
+    from sim2real.datasets import create_writer
+    from sim2real.datasets.synthetic import synthetic_episode
+
+    with create_writer("zarr", tmp_path / "arm.zarr") as writer:
+        for index in range(2):
+            episode = synthetic_episode(index, cameras=("front",))
+            extras = {**episode.metadata.extras, "action_space": "joint_position"}
+            writer.write(replace(episode, metadata=replace(episode.metadata, robot="xarm7", extras=extras)))
+    config = EvaluationConfig(policy="expert", tasks=("push",), episodes_per_variant=1, reference_rows=False,
+                              videos=0, progress=False, output_dir=str(tmp_path / "eval"),
+                              replay_path=str(tmp_path / "arm.zarr"))  # fmt: skip
+    out = run_evaluation(config)
+    metrics = json.loads((out / "metrics.json").read_text())
+    validate_metrics(metrics)
+    replay = metrics["replay"]
+    assert replay["open_loop"] is None and replay["dynamics"] is None and replay["visual_gap"] is None
+    assert replay["skipped"]["dynamics"].startswith("actions are joint positions (7-D), not end-effector deltas")
+    assert replay["image_stats"]["front"] is not None and replay["image_stats"]["wrist"] is None
+    assert replay["skipped"]["image_stats.wrist"] == "the replay set has no 'wrist' camera (it has: front)"
+    report = (out / "report.md").read_text()
+    assert "dynamics skipped: actions are joint positions (7-D)" in report
+    assert "| wrist | missing: the replay set has no 'wrist' camera (it has: front) |" in report
+
+
+def test_an_unknown_foreign_start_fails_before_any_rollout(tmp_path: Path) -> None:
+    config = EvaluationConfig(output_dir=str(tmp_path / "never"), progress=False, replay_foreign_start="nowhere")
+    with pytest.raises(EvaluationError, match=r"replay\.foreign_start='nowhere': expected one of workspace_fit"):
+        run_evaluation(config)
+    assert not (tmp_path / "never").exists()
 
 
 def test_bad_requests_fail_before_any_rollout(checkpoint: Path, tmp_path: Path) -> None:

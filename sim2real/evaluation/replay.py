@@ -146,7 +146,8 @@ def action_space(episode: Episode) -> tuple[str, str | None]:
     action = np.asarray(episode.steps.action)
     dim = int(action.shape[1]) if action.ndim == 2 else int(np.prod(action.shape[1:], dtype=int))
     if declared != EE_DELTA:
-        return declared, f"actions are {declared.replace('_', ' ')}s ({dim}-D), not {ACTION_DIM}-D end-effector deltas"
+        expected = "end-effector deltas" if dim == ACTION_DIM else f"{ACTION_DIM}-D end-effector deltas"
+        return declared, f"actions are {declared.replace('_', ' ')}s ({dim}-D), not {expected}"
     if action.ndim != 2 or dim != ACTION_DIM or action.shape[0] == 0:
         return "unknown", f"actions are {dim}-D, not {ACTION_DIM}-D end-effector deltas"
     if not np.isfinite(action).all():
