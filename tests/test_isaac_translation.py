@@ -494,7 +494,7 @@ def test_launch_config_is_headless_without_anti_aliasing() -> None:
 def test_importing_the_package_imports_no_simulator() -> None:
     code = (
         "import sys, sim2real.sim.isaac, sim2real.sim.isaac.stage_ops, sim2real.sim.isaac.backend, "
-        "sim2real.sim.isaac.kinematics\n"
+        "sim2real.sim.isaac.kinematics, sim2real.sim.isaac.options, sim2real.sim.isaac.frames\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('isaacsim', 'omni', 'pxr', 'carb', 'mujoco'))\n"
         "assert not bad, bad"
     )
@@ -580,5 +580,9 @@ def test_isaac_backend_runs_a_scene() -> None:
             assert segmentation.shape == (cam.height, cam.width) and names == [o.name for o in scene.objects]
         assert (backend.segmentation("front")[0] >= 0).any()
         assert backend.proprio().shape == (14,) and np.isfinite(backend.proprio()).all()
+        assert backend.render_mode == backend.options.renderer and all(backend.physics_valid().values())
+        assert backend.hand_mask("front").any()
+        backend.reset(sample_scene("stack", 1))  # another scene: slots edited, no new stage
+        assert backend.rebuilds == 1 and all(backend.physics_valid().values())
     finally:
         backend.close()

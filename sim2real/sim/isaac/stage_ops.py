@@ -41,8 +41,8 @@ with inverse-square falloff for sphere lights). The conversion used here:
   is 0.3).
 
 ``DISTANT_INTENSITY_PER_UNIT`` is a calibration constant of the renderer's exposure, not a
-physical fact: ``benchmarks/validate_isaac.py`` prints the per-camera image mean of both
-backends on the same SceneSpecs so it can be re-fitted on a GPU server.
+physical fact: ``benchmarks/validate_isaac.py --compare-mujoco`` prints the per-camera image mean
+of both backends on the same SceneSpecs so it can be re-fitted on a GPU server.
 """
 
 from __future__ import annotations
