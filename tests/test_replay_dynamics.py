@@ -113,6 +113,15 @@ def test_each_episode_is_replayed_at_its_own_control_rate() -> None:
     assert wrong is not None and wrong["mean_position_error_m"] > block["mean_position_error_m"]
 
 
+def test_a_control_rate_the_physics_cannot_divide_is_a_reason_not_a_crash(expert_episodes: list[Episode]) -> None:
+    odd = _with_metadata(expert_episodes[0], control_hz=33.3, episode_id="odd/0")
+    block = dynamics_replay([expert_episodes[1], odd])
+    assert block is not None and block["n_episodes"] == 1
+    assert block["skipped_episodes"]["odd/0"].startswith("control rate 33.3 Hz cannot be simulated: physics_hz")
+    alone, _ = replay_metrics(None, ReplaySet("odd", [odd], 33.3), None)
+    assert alone["dynamics"] is None and "control rate 33.3 Hz cannot be simulated" in alone["skipped"]["dynamics"]
+
+
 @pytest.mark.parametrize(("control_hz", "physics_hz"), [(10.0, 500.0), (5.0, 500.0), (15.0, 450.0), (30.0, 600.0),
                                                         (12.5, 500.0), (100.0, 1000.0)])  # fmt: skip
 def test_the_physics_rate_divides_the_control_period_into_whole_ramp_segments(

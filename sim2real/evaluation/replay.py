@@ -144,7 +144,7 @@ def action_space(episode: Episode) -> tuple[str, str | None]:
     ``"unknown"`` when the actions' shape or values contradict an end-effector delta."""
     declared = str(episode.metadata.extras.get("action_space", EE_DELTA))
     action = np.asarray(episode.steps.action)
-    dim = int(action.shape[1]) if action.ndim == 2 else int(np.prod(action.shape[1:], dtype=int))
+    dim = _action_dim(episode)
     if declared != EE_DELTA:
         expected = "end-effector deltas" if dim == ACTION_DIM else f"{ACTION_DIM}-D end-effector deltas"
         return declared, f"actions are {declared.replace('_', ' ')}s ({dim}-D), not {expected}"
@@ -153,6 +153,12 @@ def action_space(episode: Episode) -> tuple[str, str | None]:
     if not np.isfinite(action).all():
         return "unknown", "actions hold NaN or infinite values"
     return EE_DELTA, None
+
+
+def _action_dim(episode: Episode) -> int:
+    """Size of one action (an episode's actions are (T, D); a (T,) array counts as 1-D)."""
+    action = np.asarray(episode.steps.action)
+    return int(np.prod(action.shape[1:], dtype=int))
 
 
 def _state(episode: Episode, key: str) -> np.ndarray | None:
@@ -180,7 +186,7 @@ def embodiment(episodes: Sequence[Episode]) -> dict[str, Any]:
     """What the set is: robots, action spaces and sizes, cameras and control rates, and whether
     it carries joint positions and EE poses (the ``replay.embodiment`` block)."""
     spaces = Counter(action_space(e)[0] for e in episodes)
-    dims = Counter(int(np.asarray(e.steps.action).shape[-1]) for e in episodes)
+    dims = Counter(_action_dim(e) for e in episodes)
     cameras = sorted({c for e in episodes for c in e.steps.images})
     joints = [_state(e, "joint_pos") for e in episodes]
     ee = [_state(e, "ee_pos") for e in episodes]
@@ -547,7 +553,7 @@ def dynamics_replay(
 ) -> dict[str, Any] | None:
     """Replay every usable episode (see :func:`dynamics_skips`) at its own control rate from its
     start (module docstring; ``foreign_start``: :data:`FOREIGN_STARTS`); ``None`` when no episode
-    is usable.
+    is usable (:func:`dynamics_with_skips` also says why).
 
     Returns the ``replay.dynamics`` block: :func:`aggregate_trajectory_errors` over the replayed
     episodes (m, rad; per-axis dicts over x, y, z), then ``control_hz`` / ``physics_hz`` (rates
@@ -556,6 +562,16 @@ def dynamics_replay(
     ``fraction_steps_outside``, ``episodes_leaving``, ``fraction_episodes_leaving``,
     ``outside_by_side``), ``episodes`` (:meth:`EpisodeReplay.to_dict` each) and
     ``skipped_episodes`` (episode id -> reason)."""
+    return dynamics_with_skips(episodes, backend, backend_options, foreign_start)[0]
+
+
+def dynamics_with_skips(
+    episodes: Sequence[Episode],
+    backend: str = "mujoco",
+    backend_options: Mapping[str, Any] | None = None,
+    foreign_start: str = "workspace_fit",
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """:func:`dynamics_replay`'s block, and the episodes it left out by id with the reason."""
     from sim2real.sim.backend import BackendConfig, make_backend
 
     if foreign_start not in FOREIGN_STARTS:
@@ -563,21 +579,32 @@ def dynamics_replay(
     skips = dynamics_skips(episodes)
     usable = [e for e in episodes if e.metadata.episode_id not in skips]
     if not usable:
-        return None
+        return None, skips
     scene = _replay_scene()
-    backends: dict[float, Any] = {}
+    backends: dict[float, Any] = {}  # control rate (Hz) -> backend, or why that rate cannot be replayed
     replays: list[EpisodeReplay] = []
     try:
         for episode in usable:
             hz = float(episode.metadata.control_hz)
             if hz not in backends:
                 config = BackendConfig(control_hz=hz, options=dict(backend_options or {}))
-                physics = replay_physics_hz(hz, config.controller.interpolation_segments)
-                backends[hz] = make_backend(backend, replace(config, physics_hz=physics))
+                config = replace(config, physics_hz=replay_physics_hz(hz, config.controller.interpolation_segments))
+                try:
+                    config.physics_steps_per_control_step()
+                except ValueError as error:  # a rate the physics cannot divide into whole steps
+                    backends[hz] = f"control rate {hz:g} Hz cannot be simulated: {error}"
+                else:
+                    backends[hz] = make_backend(backend, config)
+            if isinstance(backends[hz], str):
+                skips[episode.metadata.episode_id] = backends[hz]
+                continue
             replays.append(replay_episode(backends[hz], scene, episode, foreign_start))
     finally:
         for instance in backends.values():
-            instance.close()
+            if not isinstance(instance, str):
+                instance.close()
+    if not replays:
+        return None, skips
     total: Counter[str] = Counter()
     for item in replays:
         total.update(item.clips)
@@ -587,7 +614,7 @@ def dynamics_replay(
     sides: Counter[str] = Counter()
     for item in replays:
         sides.update(item.outside)
-    return {
+    block = {
         **aggregate_trajectory_errors([r.errors for r in replays]),
         "control_hz": sorted({r.control_hz for r in replays}),
         "physics_hz": sorted({r.physics_hz for r in replays}),
@@ -608,6 +635,7 @@ def dynamics_replay(
         "episodes": [r.to_dict() for r in replays],
         "skipped_episodes": skips,
     }
+    return block, skips
 
 
 # ---------------------------------------------------------------------------------------------
@@ -681,9 +709,9 @@ def replay_metrics(
 
     dynamics = None
     if "dynamics" not in skipped:
-        dynamics = dynamics_replay(episodes, backend, backend_options, foreign_start)
+        dynamics, left_out = dynamics_with_skips(episodes, backend, backend_options, foreign_start)
         if dynamics is None:
-            skipped["dynamics"] = _joined(dynamics_skips(episodes))
+            skipped["dynamics"] = _joined(left_out)
     return {
         "path": replay.path,
         "episodes": len(episodes),
