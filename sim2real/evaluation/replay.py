@@ -531,18 +531,19 @@ def replay_episode(backend: Any, scene: Any, episode: Episode, foreign_start: st
     )  # fmt: skip
 
 
+def _dynamics_reason(episode: Episode) -> str | None:
+    """Why dynamics replay cannot use ``episode`` (actions that are not 7-D end-effector deltas, no
+    recorded EE positions), or ``None``."""
+    _, reason = action_space(episode)
+    pos = _state(episode, "ee_pos")
+    if reason is None and (pos is None or not np.isfinite(pos).all()):
+        reason = "the set records no end-effector positions"
+    return reason
+
+
 def dynamics_skips(episodes: Sequence[Episode]) -> dict[str, str]:
-    """Episodes dynamics replay cannot use, by episode id, with the reason (actions that are not
-    7-D end-effector deltas, no recorded EE positions)."""
-    skips = {}
-    for episode in episodes:
-        _, reason = action_space(episode)
-        pos = _state(episode, "ee_pos")
-        if reason is None and (pos is None or not np.isfinite(pos).all()):
-            reason = "the set records no end-effector positions"
-        if reason is not None:
-            skips[episode.metadata.episode_id] = reason
-    return skips
+    """Episodes dynamics replay cannot use, by episode id, with the reason."""
+    return {e.metadata.episode_id: r for e in episodes if (r := _dynamics_reason(e)) is not None}
 
 
 def dynamics_replay(
@@ -577,7 +578,7 @@ def dynamics_with_skips(
     if foreign_start not in FOREIGN_STARTS:
         raise ValueError(f"replay.foreign_start={foreign_start!r}: expected one of {', '.join(FOREIGN_STARTS)}")
     skips = dynamics_skips(episodes)
-    usable = [e for e in episodes if e.metadata.episode_id not in skips]
+    usable = [e for e in episodes if _dynamics_reason(e) is None]
     if not usable:
         return None, skips
     scene = _replay_scene()
@@ -667,7 +668,7 @@ def replay_metrics(
     if action_skips and not ee:
         skipped["open_loop"] = skipped["dynamics"] = _joined(action_skips)
     elif action_skips:
-        notes.append(f"{len(action_skips)} of {len(episodes)} episodes left out of open loop and dynamics: "
+        notes.append(f"{len(episodes) - len(ee)} of {len(episodes)} episodes left out of open loop and dynamics: "
                      f"{_joined(action_skips)}")  # fmt: skip
 
     open_loop_block = None
