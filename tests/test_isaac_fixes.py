@@ -24,6 +24,7 @@ from sim2real.sim.backend import BackendConfig
 from sim2real.sim.isaac import frames
 from sim2real.sim.isaac import kinematics as kin
 from sim2real.sim.isaac import stage_ops as so
+from sim2real.sim.robots import ROBOTS
 from sim2real.sim.scene_spec import LightSpec
 
 H = W = 128
@@ -230,8 +231,8 @@ class FakeXformPrim:
     def __getattr__(self, name: str) -> Any:  # setters the executor calls: recorded
         return lambda *args, **kwargs: KIT.log.append((name, self.paths[0]))
 
-    def get_world_poses(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.array([[0.45, 0.0, 0.4]]), np.array([[0.0, 1.0, 0.0, 0.0]])
+    def get_world_poses(self) -> tuple[np.ndarray, np.ndarray]:  # the hand follows joint 1
+        return np.array([[0.45 + 0.2 * float(KIT.q[0, 0]), 0.0, 0.4]]), np.array([[0.0, 1.0, 0.0, 0.0]])
 
     def is_physics_tensor_entity_valid(self) -> bool:
         return self.paths[0] not in KIT.invalid
@@ -513,12 +514,18 @@ def test_backend_recaptures_an_empty_frame_and_never_returns_one(isaac_backend: 
         isaac_backend.images()
 
 
-def test_backend_refuses_a_stale_first_frame_of_a_new_scene(isaac_backend: Any) -> None:
+def test_backend_refuses_a_stale_first_frame_after_the_hand_moved(isaac_backend: Any) -> None:
     from sim2real.sim.isaac.backend import CaptureError
 
-    isaac_backend.reset(_scene())
+    scene = _scene()
+    isaac_backend.reset(scene)
     last = isaac_backend.images()
-    isaac_backend.reset(_scene(seed=1))
+    joints = np.asarray(scene.robot.joint_positions or ROBOTS.get("panda").home, float) + np.r_[0.3, np.zeros(6)]
+    moved = replace(scene, robot=replace(scene.robot, joint_positions=tuple(joints)))  # the TCP moves 6 cm
+    isaac_backend.reset(replace(scene, seed=5))  # another scene, the hand where it was: the same frames are fine
+    KIT.frame_queue = [np.concatenate([last[c], np.full((H, W, 1), 255, np.uint8)], axis=2) for c in last]
+    assert isaac_backend.images().keys() == last.keys() and isaac_backend.recaptures == 0
+    isaac_backend.reset(moved)
     cameras = list(last)
     KIT.frame_queue = [np.concatenate([last[c], np.full((H, W, 1), 255, np.uint8)], axis=2) for c in cameras] * 10
     with pytest.raises(CaptureError, match="repeat their previous frames although the scene changed"):

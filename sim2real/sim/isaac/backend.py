@@ -17,10 +17,11 @@ the hand link's centre of mass, moved to the TCP by
 
 Observations: after every reset the state is written, physics steps once (so the writes reach the
 renderer) and ``warmup_frames`` frames are rendered and discarded; each observation is then captured
-once per control step with ``rt_subframes`` RTX subframes. An empty annotator buffer or a capture
-that repeats the previous frames although the scene changed is re-captured after warm-up frames,
-up to :data:`~sim2real.sim.isaac.frames.CAPTURE_RETRIES` times, and is an error after that: the
-backend never returns an ``(H, W, 0)`` image or a stale frame.
+once per control step with ``rt_subframes`` RTX subframes. An empty annotator buffer, or a capture
+in which every camera repeats its previous frame although the hand moved more than
+:data:`~sim2real.sim.isaac.frames.STALE_MOTION_M` since (a stale frame), is re-captured after
+warm-up frames, up to :data:`~sim2real.sim.isaac.frames.CAPTURE_RETRIES` times, and is an error
+after that: the backend never returns an ``(H, W, 0)`` image or a stale frame.
 
 What is deterministic: the same SceneSpec gives the same stage, physics (PhysX on the CPU, the
 default ``physics_device``), actions, states, success labels and segmentation labels; RTX images
@@ -133,8 +134,7 @@ class IsaacBackend:
         self._time = 0.0
         self._frame_stale = True
         self._frame: dict[str, np.ndarray] = {}
-        self._scene_changed = True  # the next capture follows a reset to another scene
-        self._tcp_at_capture: np.ndarray | None = None
+        self._tcp_at_capture: np.ndarray | None = None  # TCP (m) when self._frame was captured
         self.rebuilds = 0
         self.recaptures = 0
         IsaacBackend._active = self
@@ -147,7 +147,6 @@ class IsaacBackend:
         asset = self.options.robot_usd or FRANKA_USD
         ops = scene_to_ops(scene, self.config, robot_asset=asset, robot_variants=self.options.robot_variants,
                            physics_device=self.options.physics_device)  # fmt: skip
-        previous = self.scene
         self._handles = None  # until the new scene runs
         plan = self._executor.prepare(ops)
         self.rebuilds += int(plan.new_stage)
@@ -164,7 +163,6 @@ class IsaacBackend:
         self._latency = LatencyBuffer(latency, np.r_[np.zeros(6), scene.robot.gripper])
         self._time = 0.0
         self._frame_stale = True
-        self._scene_changed = previous is None or previous.content_hash() != scene.content_hash()
         self._arm_target = self._arm_positions()
 
     # ---------------------------------------------------------------- control
@@ -241,8 +239,10 @@ class IsaacBackend:
             return
         handles = self._require_scene()
         tcp, _ = self._tcp()
-        moved = self._tcp_at_capture is not None and float(np.linalg.norm(tcp - self._tcp_at_capture)) > STALE_MOTION_M
-        changed = self._scene_changed or moved
+        # the hand moved since the previous capture (within an episode, or from the previous episode's last
+        # frame to this reset pose): every camera, the wrist camera first, must show something new
+        last = self._tcp_at_capture
+        changed = last is not None and float(np.linalg.norm(tcp - last)) > STALE_MOTION_M
         problem: Exception | None = None
         for attempt in range(CAPTURE_RETRIES + 1):
             if attempt:
@@ -257,7 +257,7 @@ class IsaacBackend:
             except (EmptyFrameError, StaleFrameError) as error:
                 problem = error
                 continue
-            self._frame, self._frame_stale, self._scene_changed, self._tcp_at_capture = current, False, False, tcp
+            self._frame, self._frame_stale, self._tcp_at_capture = current, False, tcp
             return
         raise CaptureError(f"no valid frame after {CAPTURE_RETRIES} re-captures with warm-up frames "
                            f"(renderer {self.options.renderer}): {problem}")  # fmt: skip

@@ -388,7 +388,7 @@ class StageExecutor:
             body: RigidPrim
             for op in ops:
                 if isinstance(op, so.CreateRigidPrim):
-                    body = handles.dynamic.get(op.name) or handles.kinematic[op.name]
+                    body = handles.dynamic[op.name] if op.name in handles.dynamic else handles.kinematic[op.name]
                     body.set_world_poses(positions=[op.pos], orientations=[op.quat])
             for body in handles.dynamic.values():
                 body.set_velocities(linear_velocities=[(0.0, 0.0, 0.0)], angular_velocities=[(0.0, 0.0, 0.0)])

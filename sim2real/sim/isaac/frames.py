@@ -95,9 +95,11 @@ def label_mask(ids: np.ndarray, id_to_labels: Mapping[str, Any], label: str, tax
 
 def repeated_frames(previous: Mapping[str, np.ndarray], current: Mapping[str, np.ndarray], changed: bool) -> bool:
     """Whether ``current`` is a stale repeat of ``previous``: every camera's frame is byte-identical
-    to its previous one although the scene ``changed`` (a reset to another scene, or TCP motion of
-    more than :data:`STALE_MOTION_M`). One camera may legitimately see nothing move; all of them,
-    wrist camera included, may not."""
+    to its previous one although the scene ``changed`` (the backend passes: the TCP moved more than
+    :data:`STALE_MOTION_M` since the previous capture, within an episode or from the previous
+    episode's last frame to a reset pose). One camera may legitimately see nothing move; all of
+    them, the hand-mounted camera included, may not. (A scene change the hand does not make, say an
+    object moved out of view, is not used: it can leave every image legitimately unchanged.)"""
     if not changed or not previous or set(previous) != set(current):
         return False
     return all(np.array_equal(previous[name], current[name]) for name in current)
