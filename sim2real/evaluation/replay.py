@@ -699,7 +699,10 @@ def replay_metrics(
             skipped["visual_gap"] = "the policy type has no per-camera encoder features"
             gap = None
         else:
-            for camera, reason in missing_cameras(list(gap), episodes).items():
+            real_missing = missing_cameras(list(gap), episodes)
+            sim_missing = missing_cameras(list(gap), sim)
+            for camera in (c for c, value in gap.items() if value is None):
+                reason = real_missing.get(camera) or sim_missing[camera].replace("the replay set", "the sim episodes")
                 skipped[f"visual_gap.{camera}"] = reason
     stats = None
     if sim_episodes:
