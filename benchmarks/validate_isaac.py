@@ -431,13 +431,14 @@ def run_isaac_worker(args: argparse.Namespace, options: dict[str, Any]) -> None:
     record = Recorder(args.result)
     scenes = checklist_scenes(args.scenes, args.preset, args.seed)
     mixed = [s for group in zip(*scenes.values(), strict=True) for s in group]  # tasks interleaved
+    options = {"renderer": args.renderer, **options}  # --option renderer=... wins
     try:
-        backend = IsaacBackend(BackendConfig(options={"renderer": args.renderer, **options}))
+        backend = IsaacBackend(BackendConfig(options=options))
     except Exception as error:
         record["kit"] = {"error": f"{type(error).__name__}: {error}"}
         raise
     try:
-        record["kit"] = {"requested": args.renderer, "render_mode": backend.render_mode,
+        record["kit"] = {"requested": options["renderer"], "render_mode": backend.render_mode,
                          "headless": bool(backend.app.config.get("headless"))}  # fmt: skip
 
         def dofs() -> dict[str, Any]:
