@@ -451,7 +451,9 @@ def run_isaac_worker(args: argparse.Namespace, options: dict[str, Any]) -> None:
         record.measure("physics_handles", lambda: measure_resets(backend, mixed[: args.resets]))
         record.measure("low_dim_repeatable", lambda: measure_repeatability(backend, mixed[0], mixed[1]))
         result = record.measure("expert", lambda: measure_expert(backend, scenes))
-        if result is not None:
+        if result is None:  # the expert run failed: both items show its error
+            record["expert_success"] = record["steps_per_second"] = record.data["expert"]
+        else:
             expert, speed, image_stats = result
             record["expert_success"] = {t: {k: v for k, v in r.items() if k != "rows"} for t, r in expert.items()}
             record["steps_per_second"] = speed

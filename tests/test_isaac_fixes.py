@@ -423,6 +423,9 @@ def test_an_unset_assets_root_gives_the_backends_message(fake_isaac: dict) -> No
     def missing() -> str:  # Isaac Sim 6.2 raises instead of returning None
         raise RuntimeError("The '/persistent/isaac/asset_root/default' setting is not set")
 
+    from sim2real.errors import UsageError
+
+    assert issubclass(executor.AssetsRootError, UsageError)  # a setting: one line, exit status 2
     with pytest.raises(executor.AssetsRootError, match=r"(?s)assets root is unknown.*setting is not set.*"
                                                        r"backend_options\.assets_root"):  # fmt: skip
         executor.resolve_asset(so.FRANKA_USD, None, missing)

@@ -69,6 +69,7 @@ from isaacsim.core.simulation_manager import PhysicsScene, SimulationManager
 from isaacsim.storage.native import get_assets_root_path
 from pxr import UsdLux, UsdPhysics
 
+from sim2real.errors import UsageError
 from sim2real.sim.isaac import frames
 from sim2real.sim.isaac import stage_ops as so
 from sim2real.sim.isaac.app import RENDER_MODE_SETTING
@@ -82,8 +83,9 @@ SEGMENTATION_TAXONOMY = "class"
 PLAY_SIMULATIONS_SETTING = "/app/player/playSimulations"
 
 
-class AssetsRootError(RuntimeError):
-    """Isaac Sim's assets root is unknown or unreachable; the message says how to set it."""
+class AssetsRootError(UsageError, RuntimeError):
+    """Isaac Sim's assets root is unknown or unreachable; the message says how to set it (a setting,
+    so one line and exit status 2 from the entry points)."""
 
 
 class PhysicsHandleError(RuntimeError):
