@@ -285,8 +285,9 @@ def run_evaluation(config: EvaluationConfig) -> Path:
         policy = load_policy(config.checkpoint)
         sim_episodes = _held_out_sim_episodes(config, count=min(len(replay_set.episodes), 10))
         metrics["replay"], embedding = replay_metrics(
-            policy, replay_set, sim_episodes, foreign_start=config.replay_foreign_start
-        )
+            policy, replay_set, sim_episodes, config.backend, config.backend_options,
+            foreign_start=config.replay_foreign_start,
+        )  # fmt: skip
         camera = policy.cameras[0]
         if camera in embedding:  # a policy type with per-camera encoder features
             features = {"real": embedding[camera][0], "sim": embedding[camera][1]}
@@ -294,7 +295,8 @@ def run_evaluation(config: EvaluationConfig) -> Path:
         from sim2real.evaluation.replay import replay_metrics
 
         sim_episodes = _held_out_sim_episodes(config, count=min(len(replay_set.episodes), 4))
-        metrics["replay"], _ = replay_metrics(None, replay_set, sim_episodes, foreign_start=config.replay_foreign_start)
+        metrics["replay"], _ = replay_metrics(None, replay_set, sim_episodes, config.backend, config.backend_options,
+                                              foreign_start=config.replay_foreign_start)  # fmt: skip
     metrics["ranking"] = _ranking(config, metrics)
     videos = _videos(results, out, config.videos)
     attention = _attention(config, out)
