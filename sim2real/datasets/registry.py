@@ -2,7 +2,7 @@
 
 >>> from sim2real.datasets import DATASET_READERS
 >>> DATASET_READERS.names()
-['hdf5', 'rlds', 'zarr']
+['hdf5', 'lerobot', 'rlds', 'sharded', 'zarr']
 
 :func:`open_dataset` finds the format of a path by asking each registered reader's
 ``detect``; :func:`create_writer` builds a writer by format name.
@@ -29,6 +29,7 @@ _BUILTIN_FORMAT_MODULES = (
     "sim2real.datasets.zarr_format",
     "sim2real.datasets.rlds_format",
     "sim2real.datasets.hdf5_format",
+    "sim2real.datasets.lerobot_format",
     "sim2real.datasets.sharded",
 )
 
@@ -103,7 +104,7 @@ def load_builtin_formats() -> None:
 
 
 def create_writer(format_name: str, path: str | Path, **options: Any) -> EpisodeWriter:
-    """A writer of the registered format ``format_name`` (``zarr``, ``rlds``, ``hdf5``) at ``path``."""
+    """A writer of the registered format ``format_name`` (``zarr``, ``rlds``, ``hdf5``, ``lerobot``) at ``path``."""
     load_builtin_formats()
     return DATASET_WRITERS.get(format_name)(Path(path), **options)
 
@@ -121,7 +122,7 @@ def detect_format(path: str | Path) -> str:
     raise DatasetError(
         f"{path}: not a dataset of any known format ({known}): expected a Zarr store with "
         "data/ and meta/episode_ends, an RLDS directory with dataset_info.json and features.json, "
-        "or an HDF5 file with a data/ group"
+        "an HDF5 file with a data/ group, or a LeRobot folder with meta/info.json"
     )
 
 
