@@ -9,7 +9,9 @@ Shard ``k`` holds episodes ``[k * shard_size, (k + 1) * shard_size)``; a worker 
 format's shard under a temporary name and renames it when complete, then the parent records
 it in ``manifest.json`` (written atomically). A rerun skips recorded shards and deletes
 leftovers of interrupted ones. ``build_index`` writes the dataset-wide views: RLDS's
-``dataset_info.json`` / ``features.json`` and ``index.json`` for the Zarr and HDF5 shards.
+``dataset_info.json`` / ``features.json``, ``index.json`` for the Zarr, HDF5 and LeRobot shards, and
+(once every shard is written) the LeRobot shards merged into one LeRobot dataset at ``lerobot/``
+(:mod:`sim2real.datasets.lerobot_merge`), which ``lerobot``'s ``LeRobotDataset`` opens.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from sim2real.randomizers.splits import check_split
 from sim2real.sim.tasks import TASKS
 
 RLDS_NAME, RLDS_VERSION = "sim2real_dataset", "1.0.0"
-FORMATS = ("zarr", "rlds", "hdf5")
+FORMATS = ("zarr", "rlds", "hdf5", "lerobot")
 
 
 class GenerationError(UsageError, ValueError):
@@ -104,7 +106,11 @@ class GenerationConfig:
 CODEC_OPTIONS = {
     "zarr": ("cname", "clevel", "image_shuffle", "image_chunk_steps", "lowdim_chunk_steps"),
     "hdf5": ("image_compression", "image_compression_opts", "image_chunk_steps"),
+    "lerobot": ("cameras_as", "vcodec", "pix_fmt", "g", "crf", "preset", "threads"),
 }
+#: LeRobot writer options generation applies unless ``codecs.lerobot`` sets them: one encoder thread per
+#: camera, so that a shard's video bytes do not depend on the machine's core count
+LEROBOT_GENERATION_DEFAULTS: dict[str, Any] = {"threads": 1}
 
 
 def _check_codecs(codecs: dict[str, dict[str, Any]]) -> None:
@@ -125,6 +131,16 @@ def _check_codecs(codecs: dict[str, dict[str, Any]]) -> None:
     if codecs.get("hdf5", {}).get("image_compression") not in (None, "lzf", "gzip"):
         raise GenerationError(f"codecs.hdf5.image_compression: {codecs['hdf5']['image_compression']!r}; "
                               "expected null, lzf or gzip")  # fmt: skip
+    lerobot = codecs.get("lerobot", {})
+    if lerobot.get("cameras_as", "video") not in ("video", "image"):
+        raise GenerationError(f"codecs.lerobot.cameras_as: {lerobot['cameras_as']!r}; expected video or image")
+    if "vcodec" in lerobot:
+        from sim2real.datasets.lerobot_video import check_encoder
+
+        try:
+            check_encoder(str(lerobot["vcodec"]))
+        except ValueError as error:
+            raise GenerationError(f"codecs.lerobot.vcodec: {error}") from None
 
 
 def validate(config: GenerationConfig) -> RandomizationConfig:
@@ -177,6 +193,7 @@ def _shard_paths(root: Path, shard: int, num_shards: int, split: str) -> dict[st
     return {
         "zarr": root / "zarr" / f"shard-{shard:05d}.zarr",
         "hdf5": root / "hdf5" / f"shard-{shard:05d}.hdf5",
+        "lerobot": root / "lerobot" / f"shard-{shard:05d}",
         "rlds": rlds_dir / f"{RLDS_NAME}-{split}.tfrecord-{shard:05d}-of-{num_shards:05d}",
     }
 
@@ -192,6 +209,7 @@ class _ShardWriters:
         from sim2real.datasets.rlds_format import episode_to_example
         from sim2real.datasets.tfrecord_io import TFRecordWriter
 
+        load_builtin_formats()  # a spawned worker has imported none of them yet
         self._encode = episode_to_example
         self.paths = paths
         self.writers: dict[str, Any] = {}
@@ -205,7 +223,7 @@ class _ShardWriters:
             if name == "rlds":
                 self.rlds = TFRecordWriter(temp)
             else:
-                self.writers[name] = DATASET_WRITERS.get(name)(temp, **config.codecs.get(name, {}))
+                self.writers[name] = DATASET_WRITERS.get(name)(temp, **_writer_options(config, name))
             self._count(name, start)
 
     def write(self, episode: Any) -> None:
@@ -252,6 +270,12 @@ class _ShardWriters:
                 (self.rlds if name == "rlds" else self.writers[name]).close()
         for name in self.paths:
             _remove(_temp(self.paths[name]))
+
+
+def _writer_options(config: GenerationConfig, name: str) -> dict[str, Any]:
+    """The options of format ``name``'s shard writer: ``codecs.<name>`` over the generation defaults."""
+    defaults = LEROBOT_GENERATION_DEFAULTS if name == "lerobot" else {}
+    return {**defaults, **config.codecs.get(name, {})}
 
 
 def _remove(path: Path) -> None:
@@ -735,12 +759,16 @@ def build_index(root: str | Path) -> dict[str, Any]:
     )  # fmt: skip
     manifest["yield"] = manifest["successes"] / max(manifest["attempts"], 1)
     write_json_atomic(root / MANIFEST, manifest)
-    for name in ("zarr", "hdf5"):
+    for name in ("zarr", "hdf5", "lerobot"):
         if name in config["formats"]:
             entries = [{"shard": s["shard"], "path": Path(s["files"][name]["path"]).name,
                         "first_episode": s["episodes"][0]["index"], "num_episodes": len(s["episodes"])}
                        for s in shards]  # fmt: skip
             write_json_atomic(root / name / "index.json", {"format": name, "complete": complete, "shards": entries})
+    if "lerobot" in config["formats"] and complete:
+        from sim2real.datasets.lerobot_merge import merge_datasets
+
+        merge_datasets([run.locate(int(s["shard"]))["lerobot"] for s in shards], root / "lerobot")
     if "rlds" in config["formats"] and complete:
         version_dir = root / "rlds" / RLDS_NAME / RLDS_VERSION
         cameras = {c: (128, 128, 3) for c in config["cameras"]}

@@ -90,6 +90,22 @@ def _av() -> Any:
     return av
 
 
+def check_encoder(name: str) -> None:
+    """Raise ValueError unless ``name`` is ``lossless`` or an FFmpeg video encoder PyAV has."""
+    if name == "lossless":
+        return
+    av = _av()
+    try:
+        codec = av.codec.Codec(name, "w")
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        raise ValueError(
+            f"{name!r} is not a video encoder of this PyAV build (e.g. libsvtav1, libx264, "
+            "libx264rgb, mpeg4, or lossless)"
+        ) from None
+    if codec.type != "video":
+        raise ValueError(f"{name!r} is a {codec.type} encoder, not a video encoder")
+
+
 class VideoWriter:
     """Encodes RGB frames (uint8 (H, W, 3)) into one MP4 file at ``fps``; frame ``n`` at ``n / fps`` s."""
 
