@@ -8,6 +8,7 @@ import sys
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {
+        "convert": "sim2real.datasets.convert",
         "gallery": "sim2real.gallery",
         "inspect": "sim2real.inspect_dataset",
         "index": "sim2real.generation",
