@@ -185,9 +185,12 @@ def test_writers_refuse_inconsistent_cameras(tmp_path, episodes, format_name):
 
 
 def test_registry_lists_formats(tmp_path):
-    assert DATASET_WRITERS.names() == ["hdf5", "rlds", "zarr"]
+    from sim2real.datasets.registry import load_builtin_formats
+
+    load_builtin_formats()
+    assert DATASET_WRITERS.names() == ["hdf5", "lerobot", "rlds", "zarr"]
     assert DATASET_READERS.names() == ["hdf5", "lerobot", "rlds", "sharded", "zarr"]  # sharded: a view over shards
-    with pytest.raises(UnknownNameError, match="known dataset writers: hdf5, rlds, zarr"):
+    with pytest.raises(UnknownNameError, match="known dataset writers: hdf5, lerobot, rlds, zarr"):
         create_writer("parquet", tmp_path / "x")
 
 
