@@ -217,7 +217,7 @@ def test_a_manifest_from_before_expert_noise_rate_resumes(one_worker: Path, tmp_
     [
         ({"task": "fold"}, UnknownNameError, r"unknown task 'fold'; known tasks: (\w+, )*pick_place"),
         ({"formats": ("zarr", "parquet")}, UnknownNameError,
-         r"unknown dataset writer 'parquet'; known dataset writers: hdf5, rlds, zarr"),
+         r"unknown dataset writer 'parquet'; known dataset writers: hdf5, lerobot, rlds, zarr"),
         ({"split": "night"}, ConfigError, r"split: unknown split 'night'; known splits: \['train', 'textures'"),
         ({"num_episodes": 0}, GenerationError, r"num_episodes=0: expected an integer >= 1"),
         ({"expert_noise_rate": 1.5}, GenerationError,
