@@ -348,3 +348,17 @@ def test_a_damaged_record_read_by_offset_names_file_record_and_episode(tmp_path)
     with pytest.raises(CorruptDataError) as info:
         read_record(path, 24, 1, first_episode=10)
     assert str(info.value) == f"{path}: record 1 (episode 11) has a bad length CRC at byte 24 (corrupted file)"
+
+
+def test_hdf5_a_damaged_chunk_names_file_and_episode(tmp_path, episodes):
+    path = _write("hdf5", tmp_path / "e.hdf5", episodes, image_compression="gzip")
+    with h5py.File(path, "r") as file:
+        chunk = file["data/demo_1/obs/front_image"].id.get_chunk_info(0)
+    data = bytearray(path.read_bytes())
+    data[chunk.byte_offset : chunk.byte_offset + 16] = bytes(16)  # a gzip stream that no longer inflates
+    path.write_bytes(bytes(data))
+    with HDF5Dataset(path) as dataset:
+        assert content_hash(dataset.episode(0)) == content_hash(episodes[0])
+        with pytest.raises(CorruptDataError) as info:
+            dataset.episode(1)
+    assert str(info.value).startswith(f"{path} (episode 1, data/demo_1): cannot be read (")
