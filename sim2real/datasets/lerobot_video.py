@@ -19,9 +19,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 
 from sim2real.datasets.schema import CorruptDataError, DatasetError
+
+os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: warnings and errors only (a user's setting wins)
 
 #: Encoders whose quality is set by a constant rate factor (``crf``).
 _CRF_CODECS = ("libsvtav1", "libx264", "libx264rgb", "libx265", "h264", "hevc")
@@ -82,11 +85,7 @@ LOSSLESS = VideoCodec(codec="libx264rgb", pix_fmt="rgb24", g=2, crf=0, preset="u
 
 
 def _av() -> Any:
-    try:
-        import av
-    except ImportError as error:  # pragma: no cover - av is a dependency
-        raise DatasetError("the LeRobot format needs PyAV: pip install av") from error
-    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: warnings and errors only (a user's setting wins)
+    """PyAV (imported with this module, as the other formats import their storage libraries)."""
     return av
 
 
