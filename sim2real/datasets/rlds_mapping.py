@@ -1,8 +1,10 @@
-"""Declarative mappings from an RLDS dataset's flattened keys onto the canonical episode.
+"""Declarative mappings from a foreign dataset's keys onto the canonical episode.
 
-A mapping names, for one RLDS dataset family, which Example key holds each camera, the state
-and the action, how the gripper is encoded, where the instruction is, and how to fill the
-canonical metadata. Built-in mappings are registered by name in :data:`RLDS_MAPPINGS`:
+:class:`EpisodeMapping` holds what every format's mapping says (which key holds each camera, the
+state and the action, how the gripper is encoded, the action space, where the instruction is, how
+to fill the canonical metadata); :func:`map_state` and :func:`map_action` apply it. RLDS mappings
+(:class:`RLDSMapping`, flat Example keys) are registered by name in :data:`RLDS_MAPPINGS`; LeRobot's
+(:class:`~sim2real.datasets.lerobot_format.LeRobotMapping`, feature names) in ``LEROBOT_MAPPINGS``.
 
 - ``sim2real``: datasets written by :class:`~sim2real.datasets.rlds_format.RLDSEpisodeWriter`
   (cameras discovered from ``features.json``; exact round trip).
