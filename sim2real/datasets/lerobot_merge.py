@@ -7,11 +7,13 @@ are renumbered. Each source data file is rewritten with the new ``episode_index`
 one video file of the merged dataset unchanged (a hard link where the file system allows, else a
 copy), so its episodes keep their ``from_timestamp``/``to_timestamp``. ``stats.json`` is the
 count-weighted merge of the sources'. Everything is written beside the target's own files first
-and moved into place with ``meta/`` (and so ``meta/info.json``) last.
+and moved into place with ``meta/`` (and so ``meta/info.json``) last, under a lock on the target
+(two processes that finish one run at once both merge; the second rewrites the same bytes).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -40,6 +42,8 @@ from sim2real.datasets.schema import DatasetError, reading
 
 #: The folders of a LeRobot dataset that a merge replaces.
 DATASET_FOLDERS = ("data", "videos", "meta")
+#: Held (``flock``) while a merge writes the target.
+LOCK_FILE = ".merge.lock"
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -96,9 +100,20 @@ def merge_datasets(sources: list[Path], target: Path) -> dict[str, Any]:
     for source, info in zip(sources, infos, strict=True):
         if info["features"] != first["features"] or info["fps"] != first["fps"]:
             raise DatasetError(f"{source / INFO_PATH}: features or fps differ from {sources[0] / INFO_PATH}")
+    target.mkdir(parents=True, exist_ok=True)
+    with open(target / LOCK_FILE, "a") as lock:  # two runs finishing at once merge one after the other
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _merge(sources, infos, target)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _merge(sources: list[Path], infos: list[dict[str, Any]], target: Path) -> dict[str, Any]:
+    first = infos[0]
     chunks_size = int(first.get("chunks_size") or 1000)
     video_keys = [key for key, ft in first["features"].items() if ft["dtype"] == "video"]
-    staging = target / ".merge.incomplete"
+    staging = target / f".merge.tmp-{os.getpid()}"  # removed by a later run once this process is gone
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     tasks: dict[str, int] = {}
