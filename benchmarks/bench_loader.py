@@ -1,5 +1,7 @@
 """Training loader throughput: samples/s through the training loader (2 cameras 128x128,
-chunk 4; the CPU default's history 1 and batch 64 unless told) over a generated dataset.
+chunk 4; the CPU default's history 1 and batch 64 unless told) over a generated dataset of any format
+(Zarr, HDF5, RLDS, a LeRobot folder): the first pass decodes it into the training cache (its time is
+printed), later epochs read the cache, so the samples/s do not depend on the format.
 Usage: python benchmarks/bench_loader.py DATASET_PATH [--workers 2] [--batches 200] [--history 1]
        [--batch-size 64]"""
 
