@@ -5,13 +5,17 @@ Each test kills mutants that `test_generation.py` let live (docs/testing.md)."""
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
 import pytest
 
+import sim2real.rollout
+from sim2real.datasets import content_hash, open_dataset
 from sim2real.errors import StorageError
 from sim2real.generation import (
+    _PROCESS_BACKENDS,
     GenerationConfig,
     GenerationError,
     _is_storage_failure,
@@ -19,6 +23,7 @@ from sim2real.generation import (
     generate,
     load_run,
     validate,
+    write_json_atomic,
 )
 
 
@@ -43,7 +48,20 @@ def test_one_job_of_a_multi_job_run_returns_its_own_shards(tmp_path):
     assert sorted(manifest) == ["config", "generator_version", "shards"]
     assert list(manifest["shards"]) == ["1"]
     shard = manifest["shards"]["1"]
-    assert [e["index"] for e in shard["episodes"]] == [1]
+    with open_dataset(Path(shard["files"]["zarr"]["path"])) as dataset:
+        episode = dataset.episode(0)
+    assert shard["episodes"] == [
+        {
+            "index": 1,
+            "task": "pick_place",
+            "success": episode.metadata.success,
+            "attempts": shard["attempts"],
+            "steps": episode.num_steps,
+            "hash": content_hash(episode),
+            "hash_covers": "all",
+        }
+    ]
+    assert shard["steps"] == episode.num_steps
     assert manifest["config"] == config.fingerprint()
     assert not (tmp_path / "run" / "manifest.json").exists()  # one job of several builds no index
 
@@ -81,3 +99,32 @@ def test_a_full_or_read_only_disk_reported_without_an_errno_is_named(text, errno
     assert converted.errno == errno_value
     assert converted.strerror.startswith(f"/data/run: {reason} while writing shard 3;")
     assert not _is_storage_failure(RuntimeError("Can't read data (inflate() failed)"))
+
+
+def test_a_failing_episode_aborts_its_shard_with_its_own_error(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("expert crashed")
+
+    monkeypatch.setattr(sim2real.rollout, "record_expert_episode", fail)
+    config = GenerationConfig(
+        task="pick_place", num_episodes=1, formats=("zarr", "hdf5"), output_dir=str(tmp_path / "run"), progress=False
+    )
+    with pytest.raises(RuntimeError, match=r"^expert crashed$"):
+        generate(config)
+    assert _PROCESS_BACKENDS == {}
+    assert sorted(p.name for p in (tmp_path / "run" / "zarr").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "run" / "hdf5").iterdir()) == []
+    assert not (tmp_path / "run" / "shards").exists()
+
+
+def test_a_full_disk_while_writing_a_record_is_named_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(StorageError) as info:
+        write_json_atomic(tmp_path / "shards" / "shard-00000.json", {"shard": 0})
+    assert info.value.errno == errno.ENOSPC
+    assert str(tmp_path / "shards" / "shard-00000.json") in str(info.value)
+    assert "no space left on device" in str(info.value)
+    assert list((tmp_path / "shards").iterdir()) == []
