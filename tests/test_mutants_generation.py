@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import errno
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import sim2real.rollout
+import sim2real.sim.backend
 from sim2real.datasets import content_hash, open_dataset
+from sim2real.datasets.claims import ShardClaim
+from sim2real.datasets.synthetic import synthetic_episode
 from sim2real.errors import StorageError
 from sim2real.generation import (
     _PROCESS_BACKENDS,
@@ -20,8 +24,12 @@ from sim2real.generation import (
     GenerationError,
     _is_storage_failure,
     _storage_failure,
+    build_index,
+    episode_hash,
     generate,
     load_run,
+    main,
+    remove_shard,
     validate,
     write_json_atomic,
 )
@@ -38,7 +46,7 @@ def test_a_blosc_level_outside_0_to_9_is_refused(clevel):
         validate(GenerationConfig(codecs={"zarr": {"clevel": clevel}}))
 
 
-def test_one_job_of_a_multi_job_run_returns_its_own_shards(tmp_path):
+def test_one_job_of_a_multi_job_run_returns_its_own_shards(tmp_path, capsys):
     # generate.py prints a job's summary from the returned manifest's "shards"
     config = GenerationConfig(
         task="pick_place", num_episodes=2, shard_size=1, formats=("zarr",), output_dir=str(tmp_path / "run"),
@@ -65,18 +73,79 @@ def test_one_job_of_a_multi_job_run_returns_its_own_shards(tmp_path):
     assert manifest["config"] == config.fingerprint()
     assert not (tmp_path / "run" / "manifest.json").exists()  # one job of several builds no index
 
+    first = generate(replace(config, shard_range=(0, 1)))["shards"]["0"]
+    index = build_index(tmp_path / "run")
+    assert (index["num_shards"], index["complete"], index["num_episodes"]) == (2, True, 2)
+    assert index["steps"] == first["steps"] + shard["steps"]
+    assert index["attempts"] == first["attempts"] + shard["attempts"]
+    assert index["successes"] == first["successes"] + shard["successes"]
+    main([str(tmp_path / "run")])
+    assert capsys.readouterr().out == "2 episodes in 2 shards: complete\n"
 
-def test_shard_records_of_a_run_recorded_in_per_job_manifests_are_read(tmp_path):
-    # runs from before shards/ kept each job's records in manifests/manifest-*.json
-    config = GenerationConfig(num_episodes=4, shard_size=2, output_dir=str(tmp_path))
-    (tmp_path / "manifests").mkdir()
+
+def _legacy_run(root: Path) -> None:
+    """A run recorded before shards/: each job's records in manifests/manifest-<k>.json."""
+    config = GenerationConfig(num_episodes=4, shard_size=2, output_dir=str(root))
+    (root / "manifests").mkdir()
     for shard in (0, 1):
         record = {"shard": shard, "episodes": [], "successes": 0, "attempts": 0, "steps": 0, "files": {}}
-        part = {"config": config.fingerprint(), "generator_version": "0.1", "shards": {str(shard): record}}
-        (tmp_path / "manifests" / f"manifest-{shard}.json").write_text(json.dumps(part))
+        part = {"config": config.fingerprint(), "generator_version": "0.1", "shards": {str(shard): record},
+                "complete": True}  # fmt: skip
+        (root / "manifests" / f"manifest-{shard}.json").write_text(json.dumps(part))
+
+
+def test_shard_records_of_a_run_recorded_in_per_job_manifests_are_read(tmp_path):
+    _legacy_run(tmp_path)
     run = load_run(tmp_path)
     assert run.generator_version == "0.1"
     assert [r["shard"] for r in run.records()] == [0, 1]
+
+
+def test_removing_a_shard_of_an_older_run_drops_its_record_from_the_job_manifest(tmp_path):
+    _legacy_run(tmp_path)
+    remove_shard(tmp_path, load_run(tmp_path), 1)
+    assert [r["shard"] for r in load_run(tmp_path).records()] == [0]
+    part = json.loads((tmp_path / "manifests" / "manifest-1.json").read_text())
+    assert part["shards"] == {} and part["complete"] is False
+    assert json.loads((tmp_path / "manifests" / "manifest-0.json").read_text())["complete"] is True
+
+
+def test_a_shard_being_written_is_not_removed_and_its_writer_is_named(tmp_path):
+    _legacy_run(tmp_path)
+    with ShardClaim(tmp_path, 1) as claim:
+        assert claim.held
+        with pytest.raises(GenerationError) as info:
+            remove_shard(tmp_path, load_run(tmp_path), 1)
+        assert str(info.value) == f"shard 1 of {tmp_path} is being written by {claim.holder().describe()}"
+    assert [r["shard"] for r in load_run(tmp_path).records()] == [0, 1]
+
+
+def test_the_low_dimensional_hash_ignores_images_only():
+    episode = synthetic_episode(0, num_steps=3, image_size=(4, 4))
+    other_images = synthetic_episode(0, num_steps=3, image_size=(4, 4), noise=9.0)
+    assert episode_hash(episode) != episode_hash(other_images)
+    assert episode_hash(episode, images=False) == episode_hash(other_images, images=False)
+    assert episode_hash(episode, images=False) != episode_hash(synthetic_episode(1, num_steps=3), images=False)
+
+
+def test_backend_options_reach_the_simulator(tmp_path, monkeypatch):
+    made = []
+
+    def make_backend(name, config):
+        made.append((name, config))
+        raise RuntimeError("no simulator in this test")
+
+    monkeypatch.setattr(sim2real.sim.backend, "make_backend", make_backend)
+    config = GenerationConfig(
+        task="pick_place", num_episodes=1, formats=("zarr",), output_dir=str(tmp_path / "run"), progress=False,
+        backend_options={"multisamples": 2}, control_hz=20.0, physics_hz=400.0,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="no simulator"):
+        generate(config)
+    [(name, backend_config)] = made
+    assert name == "mujoco"
+    assert backend_config.options == {"multisamples": 2}
+    assert (backend_config.control_hz, backend_config.physics_hz, backend_config.shadows) == (20.0, 400.0, False)
 
 
 @pytest.mark.parametrize(
@@ -88,6 +157,7 @@ def test_shard_records_of_a_run_recorded_in_per_job_manifests_are_read(tmp_path)
             "no space left on device",
         ),
         ("blosc: no space left on device while writing chunk", 28, "no space left on device"),
+        ("Can't write data (file write failed: errno = 28)", 28, "no space left on device"),
         ("Unable to create file (Read-only file system)", 30, "read-only file system"),
     ],
 )
