@@ -198,3 +198,19 @@ def test_a_full_disk_while_writing_a_record_is_named_and_leaves_no_temporary_fil
     assert str(tmp_path / "shards" / "shard-00000.json") in str(info.value)
     assert "no space left on device" in str(info.value)
     assert list((tmp_path / "shards").iterdir()) == []
+
+
+def test_an_image_size_other_than_the_cameras_is_refused():
+    with pytest.raises(GenerationError, match=r"^image_size=64: expected 128 \(cameras render at 128x128\)$"):
+        validate(GenerationConfig(image_size=64))
+
+
+def test_a_shard_that_cannot_open_its_writers_fails_with_that_error(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "zarr").write_text("a file where the zarr shards go")
+    config = GenerationConfig(
+        task="pick_place", num_episodes=1, formats=("zarr",), output_dir=str(tmp_path / "run"), progress=False
+    )
+    with pytest.raises(FileExistsError):
+        generate(config)
+    assert (tmp_path / "run" / "zarr").read_text() == "a file where the zarr shards go"
