@@ -49,7 +49,7 @@ def test_a_blosc_level_outside_0_to_9_is_refused(clevel):
 def test_one_job_of_a_multi_job_run_returns_its_own_shards(tmp_path, capsys):
     # generate.py prints a job's summary from the returned manifest's "shards"
     config = GenerationConfig(
-        task="pick_place", num_episodes=2, shard_size=1, formats=("zarr",), output_dir=str(tmp_path / "run"),
+        task="pick_place", num_episodes=2, shard_size=1, formats=("zarr", "rlds"), output_dir=str(tmp_path / "run"),
         progress=False, shard_range=(1, 2),
     )  # fmt: skip
     manifest = generate(config)
@@ -79,6 +79,9 @@ def test_one_job_of_a_multi_job_run_returns_its_own_shards(tmp_path, capsys):
     assert index["steps"] == first["steps"] + shard["steps"]
     assert index["attempts"] == first["attempts"] + shard["attempts"]
     assert index["successes"] == first["successes"] + shard["successes"]
+    info = json.loads((tmp_path / "run/rlds/sim2real_dataset/1.0.0/dataset_info.json").read_text())
+    assert (info["name"], info["version"]) == ("sim2real_dataset", "1.0.0")
+    assert [(split["name"], split["shardLengths"]) for split in info["splits"]] == [("train", ["1", "1"])]
     main([str(tmp_path / "run")])
     assert capsys.readouterr().out == "2 episodes in 2 shards: complete\n"
 
