@@ -6,6 +6,7 @@ Each test kills mutants that `test_generation.py` let live (docs/testing.md)."""
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from sim2real.generation import (
     validate,
     write_json_atomic,
 )
+from sim2real.sim.isaac.app import IsaacNotInstalledError
 
 
 @pytest.mark.parametrize("cname", ["lz4", "lz4hc", "blosclz", "zstd", "zlib"])
@@ -217,3 +219,12 @@ def test_a_shard_that_cannot_open_its_writers_fails_with_that_error(tmp_path):
     with pytest.raises(FileExistsError):
         generate(config)
     assert (tmp_path / "run" / "zarr").read_text() == "a file where the zarr shards go"
+
+
+def test_a_missing_isaac_sim_is_reported_before_the_output_folder_is_made(tmp_path):
+    if importlib.util.find_spec("isaacsim") is not None:
+        pytest.skip("Isaac Sim is installed here")
+    config = GenerationConfig(backend="isaac", num_episodes=1, output_dir=str(tmp_path / "run"), progress=False)
+    with pytest.raises(IsaacNotInstalledError):
+        generate(config)
+    assert not (tmp_path / "run").exists()
