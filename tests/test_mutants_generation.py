@@ -8,6 +8,10 @@ from __future__ import annotations
 import errno
 import importlib.util
 import json
+import os
+import socket
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -228,3 +232,33 @@ def test_a_missing_isaac_sim_is_reported_before_the_output_folder_is_made(tmp_pa
     with pytest.raises(IsaacNotInstalledError):
         generate(config)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_waits_for_a_shard_another_process_holds_and_indexes_it(tmp_path, capsys):
+    root = tmp_path / "run"
+    config = GenerationConfig(
+        task="pick_place", num_episodes=2, shard_size=1, formats=("zarr",), output_dir=str(root), progress=False
+    )
+    root.mkdir()
+    other = ShardClaim(root, 1)  # "another process" holds shard 1 and records it once shard 0 is done
+    assert other.acquire()
+
+    def finish_shard_1() -> None:
+        while not (root / "shards" / "shard-00000.json").exists():
+            time.sleep(0.05)
+        time.sleep(1.0)  # the run is waiting by now
+        episode = {"index": 1, "task": "pick_place", "success": True, "attempts": 1, "steps": 3}
+        record = {"shard": 1, "episodes": [episode], "successes": 1, "attempts": 1, "steps": 3,
+                  "files": {"zarr": {"path": str(root / "zarr" / "shard-00001.zarr")}}}  # fmt: skip
+        write_json_atomic(root / "shards" / "shard-00001.json", record)
+        other.release()
+
+    helper = threading.Thread(target=finish_shard_1)
+    helper.start()
+    try:
+        manifest = generate(config)
+    finally:
+        helper.join()
+    assert (manifest["complete"], sorted(manifest["shards"]), manifest["num_episodes"]) == (True, ["0", "1"], 2)
+    holder = f"pid {os.getpid()} on {socket.gethostname()} since"
+    assert f"shard 1 is being written by {holder}" in capsys.readouterr().err  # announced once, while waiting
