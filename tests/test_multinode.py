@@ -73,8 +73,12 @@ def test_submitit_local_jobs_and_index_equal_one_run(one_run: dict[str, str], tm
     """submitit's local executor: the SLURM launcher's pickling, job folders and result files, without sbatch."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install -e '.[multinode]'")
     out = tmp_path / "data"
-    assert _two_jobs_then_index(out, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10") == one_run
-    assert len(list(out.glob("logs/multirun-*/.submitit/*/*_result.pkl"))) == 2
+    # one submitit folder for both jobs (the launcher's default is .submitit/%j): the %j folder is made only after
+    # the job's controller has started, and a controller that starts first cannot open its log (submitit's race)
+    launcher = ("hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                "hydra.launcher.submitit_folder=${hydra.sweep.dir}/.submitit")  # fmt: skip
+    assert _two_jobs_then_index(out, *launcher) == one_run
+    assert len(list(out.glob("logs/multirun-*/.submitit/*_result.pkl"))) == 2
 
 
 @contextlib.contextmanager
@@ -112,11 +116,16 @@ def ray_cluster() -> Iterator[str]:
 
 
 def _ray_head(temp: Path) -> Iterator[str]:
-    gcs, client, dashboard = _free_ports(3)
+    # every port chosen here, all distinct: Ray's fixed defaults (dashboard agent 52365, ...) lie in the
+    # ephemeral range, where a port picked for another component, or any open connection, may hold them
+    gcs, client, dashboard, agent_http, agent_grpc, metrics, runtime_env, node_manager, object_manager = _free_ports(9)
     log = (temp / "start.log").open("w")
     command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--disable-usage-stats",
                "--node-ip-address=127.0.0.1", f"--port={gcs}", "--num-cpus=2",
                f"--ray-client-server-port={client}", f"--dashboard-port={dashboard}",
+               f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
+               f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}",
+               f"--node-manager-port={node_manager}", f"--object-manager-port={object_manager}",
                "--include-dashboard=false", "--object-store-memory=100000000", f"--temp-dir={temp}"]  # fmt: skip
     env = os.environ | RAY_ENV
     head = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
