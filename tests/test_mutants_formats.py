@@ -28,6 +28,7 @@ from sim2real.datasets import (
 from sim2real.datasets.hdf5_format import HDF5EpisodeWriter
 from sim2real.datasets.schema import CorruptDataError
 from sim2real.datasets.synthetic import synthetic_episode
+from sim2real.datasets.tfds_spec import tensor_feature
 from sim2real.datasets.tfrecord_io import (
     TFRecordWriter,
     frame_record,
@@ -362,3 +363,45 @@ def test_hdf5_a_damaged_chunk_names_file_and_episode(tmp_path, episodes):
         with pytest.raises(CorruptDataError) as info:
             dataset.episode(1)
     assert str(info.value).startswith(f"{path} (episode 1, data/demo_1): cannot be read (")
+
+
+# ---------------------------------------------------------------------------------------------
+# RLDS: naming and features.json
+
+
+def test_rlds_of_another_name_without_file_format_reads_back_as_ours(tmp_path, episodes):
+    _write("rlds", tmp_path, episodes, name="pick_cube", episodes_per_shard=2)
+    info = tmp_path / "pick_cube" / "1.0.0" / "dataset_info.json"
+    record = json.loads(info.read_text())
+    assert record.pop("fileFormat") == "tfrecord"  # older TFDS versions leave it out: TFRecord
+    info.write_text(json.dumps(record))
+    with open_dataset(tmp_path, "rlds") as dataset:
+        assert dataset.mapping.name == "sim2real"  # found by its metadata, whatever the dataset's name
+        assert _hashes(dataset) == [content_hash(e) for e in episodes]
+
+
+def test_rlds_a_feature_of_the_wrong_kind_names_features_json(tmp_path, episodes):
+    _write("rlds", tmp_path, episodes)
+    path = tmp_path / "sim2real_dataset" / "1.0.0" / "features.json"
+    spec = json.loads(path.read_text())
+    steps = spec["featuresDict"]["features"]["steps"]["sequence"]["feature"]["featuresDict"]["features"]
+    steps["language_instruction"] = tensor_feature((), "float32")
+    path.write_text(json.dumps(spec))
+    with pytest.raises(DatasetError) as info:
+        open_dataset(tmp_path, "rlds")
+    message = str(info.value)
+    assert message.startswith(f"{path}: key 'steps/language_instruction' is a ")
+    assert message.endswith(" feature, expected text")
+
+
+def test_rlds_a_damaged_record_in_a_later_shard_names_its_episode(tmp_path, episodes):
+    _write("rlds", tmp_path, episodes, episodes_per_shard=2)
+    shard = tmp_path / "sim2real_dataset" / "1.0.0" / "sim2real_dataset-train.tfrecord-00001-of-00002"
+    damaged = bytearray(shard.read_bytes())
+    damaged[8] ^= 0xFF  # the length CRC of the shard's first record: dataset episode 2
+    shard.write_bytes(bytes(damaged))
+    with open_dataset(tmp_path, "rlds") as dataset:
+        assert content_hash(dataset.episode(0)) == content_hash(episodes[0])
+        with pytest.raises(CorruptDataError) as info:
+            dataset.episode(2)
+    assert str(info.value).startswith(f"{shard}: record 0 (episode 2) has a bad length CRC")
