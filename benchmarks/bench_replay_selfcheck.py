@@ -19,30 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sim2real.datasets import Episode
 from sim2real.evaluation.replay import FOREIGN_STARTS, dynamics_replay, load_replay_set
+from sim2real.rollout import record_clean_expert_episodes
 
 TASKS = ("pick_place", "push", "stack")
-
-
-def expert_episodes(count: int, seed: int, control_hz: float) -> list[Episode]:
-    """``count`` scripted-expert episodes (no expert noise, preset ``none``) cycling over
-    :data:`TASKS`, recorded at ``control_hz`` (Hz)."""
-    from sim2real.randomizers import sample_scene
-    from sim2real.rollout import derived_seed, record_expert_episode
-    from sim2real.sim.backend import BackendConfig
-    from sim2real.sim.env import Sim2RealEnv
-
-    episodes = []
-    for index in range(count):
-        task = TASKS[index % len(TASKS)]
-        env = Sim2RealEnv(task, backend_config=BackendConfig(control_hz=control_hz))
-        try:
-            scene = sample_scene(task, seed + index)
-            episodes.append(record_expert_episode(env, scene, derived_seed(seed, index), 0.0, index, 1).episode)
-        finally:
-            env.close()
-    return episodes
 
 
 def _mm(value: float | None) -> str:
@@ -89,7 +69,7 @@ def main() -> None:
     blocks: dict[str, Any] = {}
     if args.episodes:
         start = time.perf_counter()
-        episodes = expert_episodes(args.episodes, args.seed, args.control_hz)
+        episodes = record_clean_expert_episodes(TASKS, args.episodes, args.seed, args.control_hz)
         generated = time.perf_counter() - start
         start = time.perf_counter()
         blocks["selfcheck"] = dynamics_replay(episodes, foreign_start=args.foreign_start)

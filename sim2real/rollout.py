@@ -78,3 +78,23 @@ def record_expert_episode(
         generator_version=sim2real.__version__, extras=extras,
     )  # fmt: skip
     return RolloutResult(Episode(steps, metadata), success)
+
+
+def record_clean_expert_episodes(
+    tasks: tuple[str, ...], count: int, seed: int, control_hz: float, image_size: int = 128
+) -> list[Episode]:
+    """``count`` scripted-expert episodes without expert noise (preset ``none``), tasks cycling over
+    ``tasks``, recorded at ``control_hz`` (Hz) with ``image_size`` px square images; scene ``seed + i``."""
+    from sim2real.randomizers import sample_scene
+    from sim2real.sim.backend import BackendConfig
+
+    episodes = []
+    for index in range(count):
+        task = tasks[index % len(tasks)]
+        env = Sim2RealEnv(task, backend_config=BackendConfig(control_hz=control_hz), image_size=image_size)
+        try:
+            scene = sample_scene(task, seed + index)
+            episodes.append(record_expert_episode(env, scene, derived_seed(seed, index), 0.0, index, 1).episode)
+        finally:
+            env.close()
+    return episodes

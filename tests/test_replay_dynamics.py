@@ -27,6 +27,7 @@ from sim2real.evaluation.replay import (
     replay_physics_hz,
 )
 from sim2real.evaluation.report import _replay_section, metrics_problems, new_metrics, validate_metrics
+from sim2real.rollout import record_clean_expert_episodes
 from sim2real.sim.control import ControllerConfig
 
 #: the issue's bound for the self-check (m)
@@ -35,21 +36,7 @@ SELF_CHECK_MEAN_ERROR_M = 0.005
 
 def _expert_episodes(count: int, control_hz: float, seed: int = 11) -> list[Episode]:
     """Scripted-expert episodes (no expert noise, preset ``none``), tasks cycling, at ``control_hz``."""
-    from sim2real.randomizers import sample_scene
-    from sim2real.rollout import derived_seed, record_expert_episode
-    from sim2real.sim.backend import BackendConfig
-    from sim2real.sim.env import Sim2RealEnv
-
-    episodes = []
-    for index in range(count):
-        task = ("pick_place", "push", "stack")[index % 3]
-        env = Sim2RealEnv(task, backend_config=BackendConfig(control_hz=control_hz), image_size=32)
-        try:
-            scene = sample_scene(task, seed + index)
-            episodes.append(record_expert_episode(env, scene, derived_seed(seed, index), 0.0, index, 1).episode)
-        finally:
-            env.close()
-    return episodes
+    return record_clean_expert_episodes(("pick_place", "push", "stack"), count, seed, control_hz, image_size=32)
 
 
 @pytest.fixture(scope="module")

@@ -1001,24 +1001,15 @@ def relative_to_start(pos: ArrayLike, rpy: ArrayLike | None) -> tuple[np.ndarray
     return p - p[0], np.asarray((rot * rot[0].inv()).as_euler("xyz"), dtype=np.float64)
 
 
-def _mean_of(values: Sequence[Any]) -> Any:
-    """Mean of numbers, or per key of dicts of numbers; ``None`` entries left out (all ``None``: ``None``)."""
+def _reduce(values: Sequence[Any], reduce: Callable[[list[float]], Any]) -> Any:
+    """``reduce`` (``np.mean``, ``np.max``) of numbers, or per key of dicts of numbers; ``None`` entries left
+    out (all ``None``: ``None``)."""
     present = [v for v in values if v is not None]
     if not present:
         return None
     if isinstance(present[0], Mapping):
-        return {key: float(np.mean([v[key] for v in present])) for key in present[0]}
-    return float(np.mean(present))
-
-
-def _max_of(values: Sequence[Any]) -> Any:
-    """Maximum of numbers, or per key of dicts of numbers; ``None`` entries left out."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return None
-    if isinstance(present[0], Mapping):
-        return {key: float(np.max([v[key] for v in present])) for key in present[0]}
-    return float(np.max(present))
+        return {key: float(reduce([v[key] for v in present])) for key in present[0]}
+    return float(reduce(present))
 
 
 def aggregate_trajectory_errors(errors: Sequence[TrajectoryErrors]) -> dict[str, Any]:
@@ -1036,5 +1027,5 @@ def aggregate_trajectory_errors(errors: Sequence[TrajectoryErrors]) -> dict[str,
     dicts = [e.to_dict() for e in errors]
     for key in dicts[0]:
         values = [d[key] for d in dicts]
-        result[key] = _max_of(values) if key.startswith("max_") else _mean_of(values)
+        result[key] = _reduce(values, np.max if key.startswith("max_") else np.mean)
     return result
