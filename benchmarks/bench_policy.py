@@ -5,7 +5,7 @@ Defaults are the CPU configuration: batch 64, cameras front + wrist at 128x128, 
 chunk 4, small CNN, MiniLM language (falls back to the learned embedding when the MiniLM
 package is missing). Prints one table; writes nothing but a temporary checkpoint.
 
-    python benchmarks/bench_policy.py [--policy vla] [--steps 10] [--acts 200] [--threads N] [--device cpu]
+    python benchmarks/bench_policy.py [--policy vla] [--steps 10] [--acts 200] [--threads N] [--device cpu] [--fp32]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--vision", choices=("small_cnn", "resnet18", "vit"), default="small_cnn")
     parser.add_argument("--config", default="{}", help='policy config overrides as JSON, e.g. {"image_size": 96}')
     parser.add_argument("--only", choices=("train", "act"), default=None, help="run one of the two parts")
+    parser.add_argument("--fp32", action="store_true", help="train in float32 (default: bf16 autocast on CUDA)")
     return parser.parse_args()
 
 
@@ -81,7 +82,16 @@ def bench_training(cfg: EncoderConfig, args: argparse.Namespace, tok: ActionToke
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
-        train_step(model, batches[step % len(batches)], tok, optimizer, step=step, scheduler=scheduler, ema=ema)
+        train_step(
+            model,
+            batches[step % len(batches)],
+            tok,
+            optimizer,
+            step=step,
+            scheduler=scheduler,
+            ema=ema,
+            amp=not args.fp32,
+        )
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         if step >= 2:
@@ -152,7 +162,8 @@ def main() -> None:
         train = bench_training(cfg, args, tok)
         print(f"parameters: {train['params'] / 1e6:.2f} M (trainable; MiniLM excluded)")
         print(
-            f"training: batch {args.batch}: {train['step_s'] * 1e3:.0f} ms/step (median of {args.steps}), "
+            f"training ({'float32' if args.fp32 or args.device == 'cpu' else 'bf16 autocast'}): batch {args.batch}: "
+            f"{train['step_s'] * 1e3:.1f} ms/step (median of {args.steps}), "
             f"{train['samples_per_s']:.1f} samples/s"
         )
     if args.only == "train":
