@@ -7,16 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 import sim2real
+from sim2real.contracts.seeds import derived_rng, derived_seed
 from sim2real.datasets.schema import Episode, EpisodeMetadata, EpisodeSteps
-from sim2real.sim.env import Sim2RealEnv
+from sim2real.envs import Sim2RealEnv
 from sim2real.sim.experts import make_expert
 from sim2real.sim.scene_spec import SceneSpec
-
-
-def derived_seed(base_seed: int, *path: int) -> int:
-    """A 63-bit seed derived from ``(base_seed, *path)``; independent of worker and order."""
-    state = np.random.SeedSequence([base_seed, *path]).generate_state(2, dtype=np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
 @dataclass(frozen=True)
@@ -37,7 +32,7 @@ def record_expert_episode(
     """Run the scripted expert on ``scene`` and return the episode: T steps, each the
     observation before the action, the action, and the reward after it."""
     obs, _ = env.reset(options={"scene": scene})
-    rng = np.random.default_rng(np.random.SeedSequence([expert_seed]))
+    rng = derived_rng(expert_seed)
     expert = make_expert(scene, rng, expert_noise, expert_noise_rate)
     frames: dict[str, list[np.ndarray]] = {camera: [] for camera in env.cameras}
     states, actions, rewards = [], [], []

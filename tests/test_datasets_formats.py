@@ -12,6 +12,7 @@ import pytest
 from conftest import run_tensorflow
 
 from sim2real.datasets import (
+    ACTION_NAMES,
     DATASET_READERS,
     DATASET_WRITERS,
     STATE_NAMES,
@@ -97,9 +98,12 @@ def test_valid_episode_and_content_hash(episodes):
     assert content_hash(other_meta) != content_hash(episode)
 
 
-def test_state_layout_matches_simulator():
-    control = pytest.importorskip("sim2real.sim.control")
-    assert tuple(control.STATE_NAMES) == STATE_NAMES
+def test_state_and_action_layouts_are_the_simulators():
+    from sim2real.contracts import actions
+    from sim2real.sim import control
+
+    assert STATE_NAMES is actions.STATE_NAMES and len(STATE_NAMES) == actions.STATE_DIM == 14
+    assert ACTION_NAMES is actions.ACTION_NAMES is control.ACTION_NAMES and actions.ACTION_DIM == 7
 
 
 def _bad_variants(ep: Episode) -> dict[str, tuple[Episode, tuple[str, ...]]]:

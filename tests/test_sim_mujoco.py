@@ -192,7 +192,7 @@ def test_scene_spec_json_round_trip_and_stable_hash() -> None:
 
 
 def test_gymnasium_env_rolls_out_any_policy() -> None:
-    from sim2real.sim.env import Sim2RealEnv
+    from sim2real.envs import Sim2RealEnv
 
     env = Sim2RealEnv("pick_place")
     try:

@@ -38,31 +38,14 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.contracts.actions import ACTION_DIM, STATE_DIM
+from sim2real.contracts.actions import ACTION_NAMES as ACTION_NAMES  # the layouts the schema's arrays follow
+from sim2real.contracts.actions import STATE_NAMES as STATE_NAMES
+from sim2real.contracts.actions import STATE_SLICES as STATE_SLICES
 from sim2real.errors import DataIntegrityError, UsageError
 
 #: Default camera names, in the order formats list them.
 DEFAULT_CAMERAS: tuple[str, ...] = ("front", "wrist")
-
-#: Proprio state layout (float32, shape (14,)); the same order as ``sim2real.sim.control.STATE_NAMES``.
-STATE_NAMES: tuple[str, ...] = (
-    "ee_x", "ee_y", "ee_z",  # m, robot base frame
-    "ee_roll", "ee_pitch", "ee_yaw",  # rad, extrinsic xyz Euler angles of the TCP frame
-    "gripper",  # opening fraction, 1 = fully open
-    "q1", "q2", "q3", "q4", "q5", "q6", "q7",  # joint positions, rad
-)  # fmt: skip
-STATE_DIM = len(STATE_NAMES)
-
-#: Action layout (float32, shape (7,)), end-effector delta in the robot base frame.
-ACTION_NAMES: tuple[str, ...] = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
-ACTION_DIM = len(ACTION_NAMES)
-
-#: Slices of :data:`STATE_NAMES`, for formats that store named low-dimensional views.
-STATE_SLICES: dict[str, slice] = {
-    "ee_pos": slice(0, 3),
-    "ee_rpy": slice(3, 6),
-    "gripper": slice(6, 7),
-    "joint_pos": slice(7, 14),
-}
 
 #: Names of the per-step numeric arrays other than images, in the fixed order used for hashing.
 LOW_DIM_KEYS: tuple[str, ...] = ("state", "action", "reward", "discount", "is_first", "is_last", "is_terminal")

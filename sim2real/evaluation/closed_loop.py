@@ -1,12 +1,14 @@
 """Closed-loop evaluation: roll a policy out over scene variants on fixed seeds, with the
 safety guardrails a real deployment has, in parallel worker processes.
 
-Episode ``j`` of task ``k`` in variant ``v`` uses scene seed ``derived_seed(seed, v, k, j)``, so
-every policy meets the same scenes. Guardrails: the controller clips joint limits, joint
-velocity, workspace and per-step deltas (counted); the episode stops, as a failure, when the
-robot presses on the table (``max_table_force``, N) or any contact force on the robot exceeds
-``max_contact_force`` (N). A policy that fails during an episode (``PolicyEpisodeError``: a
-server error, a lost connection, a late reply) ends that episode as a failure with its ``error``.
+Episode ``j`` of task ``t`` in variant ``v`` uses scene seed
+``derived_seed(seed, name_key(v), name_key(t), j)`` (:mod:`sim2real.contracts.seeds`), so every
+policy meets the same scenes, and a task's scenes stay the same whichever other tasks and
+variants exist. Guardrails: the controller clips joint limits, joint velocity, workspace and
+per-step deltas (counted); the episode stops, as a failure, when the robot presses on the table
+(``max_table_force``, N) or any contact force on the robot exceeds ``max_contact_force`` (N). A
+policy that fails during an episode (``PolicyEpisodeError``: a server error, a lost connection, a
+late reply) ends that episode as a failure with its ``error``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.contracts.seeds import derived_seed, name_key
 from sim2real.evaluation.policies import is_trained_policy
 from sim2real.randomizers import VARIANTS, resolve_randomization, sample_scene
 from sim2real.randomizers.factors import scene_factors
-from sim2real.rollout import derived_seed
 
 VARIANT_ORDER = tuple(VARIANTS)
 #: the stage of an episode that reached none of its task's milestones
@@ -83,17 +85,17 @@ def episode_stage(success: bool, milestones: tuple[str, ...], reached: int) -> s
 
 
 def scene_seed(base_seed: int, variant: str, task: str, episode: int) -> int:
-    from sim2real.sim.tasks import TASKS
-
-    return derived_seed(base_seed, VARIANT_ORDER.index(variant), TASKS.names().index(task), episode)
+    """Scene seed of episode ``episode`` of ``task`` in ``variant``: keyed by the names, so it does
+    not depend on which other tasks or variants are registered."""
+    return derived_seed(base_seed, name_key(variant), name_key(task), episode)
 
 
 def _run_job(job: EvalJob) -> list[EpisodeResult]:
     import time
 
+    from sim2real.envs import Sim2RealEnv
     from sim2real.evaluation.policies import PolicyEpisodeError, make_rollout_policy
     from sim2real.sim.backend import BackendConfig, make_backend
-    from sim2real.sim.env import Sim2RealEnv
 
     config = resolve_randomization(job.randomization)
     backend = make_backend(job.backend, BackendConfig(options=dict(job.backend_options)))

@@ -176,10 +176,10 @@ def _attention(config: EvaluationConfig, out: Path) -> Path | None:
     import torch
     from PIL import Image
 
+    from sim2real.envs import Sim2RealEnv
     from sim2real.evaluation.closed_loop import scene_seed
     from sim2real.policies import load_policy
     from sim2real.randomizers import resolve_randomization, sample_scene
-    from sim2real.sim.env import Sim2RealEnv
 
     policy = load_policy(config.checkpoint)
     task = config.tasks[0]
@@ -309,10 +309,11 @@ def run_evaluation(config: EvaluationConfig) -> Path:
 
 def _held_out_sim_episodes(config: EvaluationConfig, count: int) -> list[Any]:
     """Expert episodes on held-out (evaluation-seed) scenes, for the sim side of the replay metrics."""
+    from sim2real.contracts.seeds import derived_seed
+    from sim2real.envs import Sim2RealEnv
     from sim2real.evaluation.closed_loop import scene_seed
     from sim2real.randomizers import resolve_randomization, sample_scene
-    from sim2real.rollout import derived_seed, record_expert_episode
-    from sim2real.sim.env import Sim2RealEnv
+    from sim2real.rollout import record_expert_episode
 
     episodes = []
     preset = resolve_randomization(config.randomization)

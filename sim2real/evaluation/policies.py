@@ -19,10 +19,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sim2real.contracts.actions import ACTION_DIM
 from sim2real.errors import UsageError
 from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION as _SELECTION
 from sim2real.registry import Registry, UnknownNameError
-from sim2real.sim.control import ACTION_DIM
 
 
 class RolloutPolicy(Protocol):
@@ -180,9 +180,9 @@ def check_rollout_policy(name: str, options: dict[str, Any], task: str, seed: in
     cls = rollout_policy_class(name)
     if not hasattr(cls, "preflight"):
         return
+    from sim2real.envs import Sim2RealEnv
     from sim2real.evaluation.closed_loop import scene_seed
     from sim2real.randomizers import VARIANTS, resolve_randomization, sample_scene
-    from sim2real.sim.env import Sim2RealEnv
 
     policy = cls(seed=seed, **options)
     env = Sim2RealEnv(task, cameras=cameras)

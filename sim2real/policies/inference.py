@@ -55,7 +55,7 @@ class ChunkPolicy:
     ``act(observation, instruction)``.
 
     ``observation = {"image": {camera: uint8 (H, W, 3)}, "state": float32 (14,)}`` (the
-    :class:`sim2real.sim.env.Sim2RealEnv` observation). ``act`` returns float32 (7,): the first
+    :class:`sim2real.envs.Sim2RealEnv` observation). ``act`` returns float32 (7,): the first
     action of the predicted chunk or, with ``temporal_ensemble=m``, ACT's temporal ensemble:
     the average of every still-valid chunk's prediction for the current step, weighted
     ``exp(-m * i)`` with ``i = 0`` the oldest prediction; or, with ``execute_steps=k``, the

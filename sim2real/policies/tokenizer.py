@@ -18,8 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-#: Names of the 7 action dimensions, in order (see ``sim2real.sim.control``).
-ACTION_NAMES: tuple[str, ...] = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+from sim2real.contracts.actions import ACTION_NAMES
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 

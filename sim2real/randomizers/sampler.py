@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from sim2real.contracts.seeds import derived_rng
 from sim2real.randomizers import splits
 from sim2real.randomizers.config import RandomizationConfig
 from sim2real.randomizers.distributions import Distribution
@@ -51,13 +52,9 @@ class PlacementError(RuntimeError):
     """No collision-free placement was found within the tries allowed."""
 
 
-def episode_rng(seed: int, *stream: int) -> np.random.Generator:
-    """Independent generator for (seed, stream...) — the same whatever order scenes are drawn in."""
-    return np.random.default_rng(np.random.SeedSequence([seed, *stream]))
-
-
 def _rng(seed: int, factor: str) -> np.random.Generator:
-    return episode_rng(seed, STREAMS[factor])
+    """The generator of ``factor`` for the scene of ``seed``: the same whatever order scenes are drawn in."""
+    return derived_rng(seed, STREAMS[factor])
 
 
 def kelvin_to_rgb(kelvin: float) -> tuple[float, float, float]:

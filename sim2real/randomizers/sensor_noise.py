@@ -10,6 +10,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from scipy.special import ndtri
 
+from sim2real.contracts.seeds import derived_rng
 from sim2real.sim.scene_spec import SensorNoiseSpec
 
 
@@ -29,7 +30,7 @@ class SensorNoise:
 
     def __init__(self, spec: SensorNoiseSpec) -> None:
         self.spec = spec
-        self.rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0x5E45]))
+        self.rng = derived_rng(spec.seed, 0x5E45)
         # integer noise levels: round(image + n) == image + round(n) for integer images
         self._noise_levels = np.round(_UNIT_GAUSSIAN * spec.image_noise_std).astype(np.int16)
 

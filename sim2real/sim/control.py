@@ -1,12 +1,8 @@
 """Backend-independent end-effector control: action validation, clipping with counters,
 damped-least-squares IK steps and action latency.
 
-Action layout (float32, shape (7,)), in the robot base frame::
-
-    [dx, dy, dz (m), droll, dpitch, dyaw (rad), gripper (0 = closed, 1 = open)]
-
-The rotation delta is applied on the left of the current orientation:
-``R_target = R(droll, dpitch, dyaw) @ R_current`` (extrinsic xyz Euler angles).
+The action and proprio-state layouts (names, units, the rotation convention) are
+:mod:`sim2real.contracts.actions`.
 """
 
 from __future__ import annotations
@@ -16,19 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim2real.contracts.actions import ACTION_DIM, ACTION_NAMES
 from sim2real.sim.geometry import rpy_to_matrix
-
-ACTION_DIM = 7
-ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
-
-#: Proprio state layout (float32, shape (14,)).
-STATE_NAMES = (
-    "ee_x", "ee_y", "ee_z",  # m, robot base frame
-    "ee_roll", "ee_pitch", "ee_yaw",  # rad, extrinsic xyz of the TCP frame (z up when pointing down)
-    "gripper",  # opening fraction, 1 = fully open
-    "q1", "q2", "q3", "q4", "q5", "q6", "q7",  # joint positions, rad
-)  # fmt: skip
-STATE_DIM = len(STATE_NAMES)
 
 
 class ActionError(ValueError):

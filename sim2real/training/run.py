@@ -28,12 +28,12 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from sim2real.contracts.seeds import derived_seed
 from sim2real.datasets.torch_dataset import BatchLoader, ChunkedEpisodeDataset, split_episodes
 from sim2real.datasets.training_cache import TrainingData, load_training_data
 from sim2real.entrypoint import check_writable_folder
 from sim2real.errors import Sim2RealError, StorageError, UsageError, storage_error
 from sim2real.policies.training import FINETUNE_MODES
-from sim2real.rollout import derived_seed
 from sim2real.training.config import MODEL_FROM_DATA, TrainConfig, setting_key
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ default ``physics_device``), actions, states, success labels and segmentation la
 are not bit-exact across GPUs, drivers or runs (``bit_exact_images = False``), so generation hashes
 only the low-dimensional data of Isaac episodes into its manifests.
 
-Proprio (float32 (14,), :data:`sim2real.sim.control.STATE_NAMES`): TCP position (m), TCP
+Proprio (float32 (14,), :data:`sim2real.contracts.actions.STATE_NAMES`): TCP position (m), TCP
 roll/pitch/yaw (rad), gripper opening fraction, 7 arm joints (rad, **project** convention:
 Isaac's Franka joints minus :data:`~sim2real.sim.isaac.kinematics.FRANKA_JOINT_OFFSETS`).
 
@@ -44,9 +44,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from sim2real.contracts.actions import STATE_DIM
 from sim2real.sim.backend import BackendConfig, ObjectState, PrivilegedState, parse_backend_options
 from sim2real.sim.control import (
-    STATE_DIM,
     ClipCounter,
     LatencyBuffer,
     clip_action,
@@ -300,7 +300,7 @@ class IsaacBackend:
         return self._ex.render_mode()
 
     def proprio(self) -> np.ndarray:
-        """float32 (14,) in the order of ``control.STATE_NAMES``."""
+        """float32 (14,) in the order of ``contracts.actions.STATE_NAMES``."""
         pos, mat = self._tcp()
         state = np.empty(STATE_DIM, dtype=np.float32)
         state[:3] = pos

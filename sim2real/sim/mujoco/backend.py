@@ -9,10 +9,10 @@ from typing import ClassVar
 import mujoco
 import numpy as np
 
+from sim2real.contracts.actions import STATE_DIM
 from sim2real.sim import shapes
 from sim2real.sim.backend import BackendConfig, ObjectState, PrivilegedState, parse_backend_options
 from sim2real.sim.control import (
-    STATE_DIM,
     ClipCounter,
     LatencyBuffer,
     clip_action,

@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from sim2real.contracts.actions import ACTION_DIM, STATE_DIM
 from sim2real.randomizers import RandomizationConfig, load_preset, sample_scene
 from sim2real.randomizers.sensor_noise import SensorNoise
 from sim2real.sim.backend import Backend, BackendConfig, make_backend
-from sim2real.sim.control import ACTION_DIM, STATE_DIM
 from sim2real.sim.scene_spec import SceneSpec
 from sim2real.sim.tasks import TASKS, make_task
 
