@@ -319,8 +319,9 @@ def close_process_backends() -> None:
 
 def _episode_records(config: GenerationConfig, shard: int, writers: _ShardWriters, progress: Any) -> dict[str, Any]:
     """Run the expert on every episode of ``shard`` and write each one; return the shard record."""
-    from sim2real.rollout import derived_seed, record_expert_episode
-    from sim2real.sim.env import Sim2RealEnv
+    from sim2real.contracts.seeds import derived_seed
+    from sim2real.envs import Sim2RealEnv
+    from sim2real.rollout import record_expert_episode
 
     randomization = validate(config)
     backend = _process_backend(config.backend, _backend_config(config))  # one simulator per worker
