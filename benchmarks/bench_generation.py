@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from sim2real.datasets.convert import parse_options
-from sim2real.generation import FORMATS, GenerationConfig, generate
+from sim2real.datasets.registry import SHARD_FORMATS, load_builtin_formats
+from sim2real.generation import GenerationConfig, generate
 from sim2real.randomizers.config import PRESETS_DIR
 
 
@@ -31,10 +32,11 @@ def run(workers: int, episodes: int, preset: str, out: Path, formats: tuple[str,
 
 
 def main() -> None:
+    load_builtin_formats()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--episodes", type=int, default=24)
     parser.add_argument("--preset", default="default")
-    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--formats", default=",".join(SHARD_FORMATS.names()))
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--lerobot-option", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()

@@ -1,23 +1,36 @@
 """Batch generation: determinism across workers, shard sizes and resumes, scene seeds of episodes and retries,
-DART kick rates, manifests, multi-job indexing, bad input."""
+DART kick rates, manifests, multi-job indexing, bad input, a dataset format registered outside the package."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+import zipfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import run_tensorflow
 
-from sim2real.datasets import content_hash, open_dataset
-from sim2real.generation import GenerationConfig, GenerationError, build_index, checksum, generate
+from sim2real.datasets import content_hash, open_dataset, registry
+from sim2real.datasets.integrity import checksum, verify_dataset
+from sim2real.datasets.registry import (
+    EpisodeWriter,
+    FormatOptions,
+    RunShards,
+    ShardFormat,
+    load_builtin_formats,
+    numbered_shards,
+    register_shard_format,
+)
+from sim2real.datasets.schema import Episode
+from sim2real.generation import GenerationConfig, GenerationError, build_index, generate, validate
 from sim2real.randomizers import ConfigError
 from sim2real.registry import UnknownNameError
 from sim2real.sim.isaac.app import IsaacNotInstalledError
@@ -217,7 +230,7 @@ def test_a_manifest_from_before_expert_noise_rate_resumes(one_worker: Path, tmp_
     [
         ({"task": "fold"}, UnknownNameError, r"unknown task 'fold'; known tasks: (\w+, )*pick_place"),
         ({"formats": ("zarr", "parquet")}, UnknownNameError,
-         r"unknown dataset writer 'parquet'; known dataset writers: hdf5, lerobot, rlds, zarr"),
+         r"unknown dataset format 'parquet'; known dataset formats: hdf5, lerobot, rlds, zarr"),
         ({"split": "night"}, ConfigError, r"split: unknown split 'night'; known splits: \['train', 'textures'"),
         ({"num_episodes": 0}, GenerationError, r"num_episodes=0: expected an integer >= 1"),
         ({"expert_noise_rate": 1.5}, GenerationError,
@@ -230,12 +243,13 @@ def test_a_manifest_from_before_expert_noise_rate_resumes(one_worker: Path, tmp_
         ({"randomization": {"name": "x", "lighting": {"intensity": {"uniform": [1, 0.5]}}}}, ConfigError,
          r"lighting\.intensity: low \(1\.0\) > high \(0\.5\)"),
         ({"codecs": {"zarr": {"cname": "brotli"}}}, GenerationError,
-         r"codecs\.zarr\.cname: 'brotli' is not a Blosc codec"),
+         r"codecs\.zarr\.cname='brotli': expected a Blosc codec \(lz4, "),
         ({"codecs": {"zarr": {"level": 3}}}, GenerationError,
-         r"codecs\.zarr\.level: unknown option; known: cname, clevel"),
+         r"codecs\.zarr\.level=3: unknown option; known: cname, clevel"),
         ({"codecs": {"hdf5": {"image_compression": "szip"}}}, GenerationError,
-         r"codecs\.hdf5\.image_compression: 'szip'; expected null, lzf or gzip"),
-        ({"codecs": {"rlds": {"png_level": 3}}}, GenerationError, r"codecs\.rlds: no writer options for 'rlds'"),
+         r"codecs\.hdf5\.image_compression='szip': expected null, lzf or gzip"),
+        ({"codecs": {"rlds": {"png_level": 3}}}, GenerationError,
+         r"codecs\.rlds\.png_level=3: rlds takes no writer options"),
     ],
 )  # fmt: skip
 def test_bad_options_fail_before_any_episode(
@@ -273,3 +287,87 @@ def test_tfds_loads_generated_rlds_and_equals_zarr(one_worker: Path, tmp_path: P
         assert np.array_equal(loaded[f"{index}/wrist_image"], episode.steps.images["wrist"])
         assert np.array_equal(loaded[f"{index}/action"], episode.steps.action)
         assert str(loaded[f"{index}/instruction"]) == episode.steps.language_instruction
+
+
+# ------------------------------------------------------------------------------ a format defined here
+@dataclass(frozen=True)
+class NpzOptions(FormatOptions):
+    """``codecs.npz.compressed``: deflate the arrays."""
+
+    compressed: bool = False
+
+
+class NpzShardWriter(EpisodeWriter):
+    """A toy format: each episode's actions and front frames as two arrays of one ``.npz`` file."""
+
+    def __init__(self, path: Path, compressed: bool = NpzOptions.compressed) -> None:
+        self.path, self.compressed = path, compressed
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def write(self, episode: Episode) -> None:
+        index = len(self.arrays) // 2
+        self.arrays[f"action_{index}"] = episode.steps.action
+        self.arrays[f"front_{index}"] = episode.steps.images["front"]
+
+    def close(self) -> None:
+        with open(self.path, "wb") as file:
+            (np.savez_compressed if self.compressed else np.savez)(file, **self.arrays)
+
+
+def _npz_episodes(path: Path) -> int:
+    with np.load(path) as data:
+        return len(data.files) // 2
+
+
+def _npz_summary(run: RunShards, format_name: str) -> None:
+    episodes = sum(len(record["episodes"]) for record in run.records)
+    summary = {"episodes": episodes, "complete": run.complete, "shards": [p.name for p in run.shard_paths(format_name)]}
+    (run.root / format_name / "summary.json").write_text(json.dumps(summary))
+
+
+NPZ = ShardFormat("npz", NpzShardWriter, numbered_shards("npz", ".npz"), NpzOptions, _npz_summary, _npz_episodes)
+
+
+@pytest.fixture
+def npz_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    load_builtin_formats()
+    monkeypatch.setattr(registry, "SHARD_FORMATS", copy.deepcopy(registry.SHARD_FORMATS))  # npz leaves with the test
+    register_shard_format(NPZ)  # what a format module does to be generated
+
+
+def test_a_format_registered_outside_the_package_is_generated_checksummed_and_finalized(
+    npz_format: None, one_worker: Path, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, "npz", formats=("npz",), codecs={"npz": {"compressed": True}})
+    manifest = generate(config)
+    root = Path(config.output_dir)
+    shards = sorted((root / "npz").glob("shard-*.npz"))
+    assert [path.name for path in shards] == ["shard-00000.npz", "shard-00001.npz"]
+    zarr = open_dataset(one_worker / "zarr")
+    for key, record in manifest["shards"].items():
+        recorded = record["files"]["npz"]
+        assert Path(recorded["path"]) == shards[int(key)] and recorded["crc32c"] == checksum(shards[int(key)])
+        assert recorded["bytes"] == shards[int(key)].stat().st_size
+        with zipfile.ZipFile(shards[int(key)]) as archive:
+            assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+        with np.load(shards[int(key)]) as data:
+            for local, episode in enumerate(record["episodes"]):
+                assert np.array_equal(data[f"action_{local}"], zarr.episode(episode["index"]).steps.action)
+    summary = json.loads((root / "npz" / "summary.json").read_text())
+    assert summary == {"episodes": 4, "complete": True, "shards": ["shard-00000.npz", "shard-00001.npz"]}
+    assert _hashes(root) == _hashes(one_worker)
+    assert verify_dataset(root).ok
+    written = [path.stat().st_mtime_ns for path in shards]
+    generate(config)  # a rerun verifies the recorded shards and writes nothing
+    assert [path.stat().st_mtime_ns for path in shards] == written
+    with pytest.raises(GenerationError, match=r"^codecs\.npz\.level=1: unknown option; known: compressed$"):
+        validate(replace(config, codecs={"npz": {"level": 1}}))
+    with pytest.raises(GenerationError, match=r"^codecs\.npz\.compressed='yes': expected bool$"):
+        validate(replace(config, codecs={"npz": {"compressed": "yes"}}))
+
+
+def test_writer_options_stated_at_their_defaults_resume_a_run_recorded_without_them(one_worker: Path) -> None:
+    defaults = {"zarr": {"cname": "lz4", "clevel": 5}, "hdf5": {"image_compression": None}}
+    generate(_config(one_worker.parent, "one", codecs=defaults))  # nothing left to do, and no refusal
+    with pytest.raises(GenerationError, match=r"codecs: \{\} -> \{'zarr': \{'clevel': 3\}\}"):
+        generate(_config(one_worker.parent, "one", codecs={"zarr": {"clevel": 3}}))

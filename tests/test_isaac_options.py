@@ -98,7 +98,8 @@ def test_isaac_backend_checks_its_options_before_looking_for_isaac_sim() -> None
 
 
 def test_generation_checks_backend_options_before_any_episode(tmp_path: Path) -> None:
-    from sim2real.generation import GenerationConfig, _backend_config, generate
+    from sim2real.generation import GenerationConfig, generate
+    from sim2real.generation.worker import _backend_config
 
     config = GenerationConfig(num_episodes=1, output_dir=str(tmp_path / "run"), progress=False,
                               backend_options={"multisamples": -1})  # fmt: skip

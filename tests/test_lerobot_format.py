@@ -372,9 +372,12 @@ def test_a_killed_generation_resumes_to_the_same_lerobot_files(tmp_path: Path) -
 def test_bad_lerobot_codec_options_fail_before_any_episode(tmp_path: Path) -> None:
     from sim2real.generation import GenerationError
 
-    with pytest.raises(GenerationError, match=r"codecs\.lerobot\.vcodec: 'nope' is not a video encoder"):
+    with pytest.raises(
+        GenerationError,
+        match=r"codecs\.lerobot\.vcodec='nope': expected a video encoder \('nope' is not a video encoder",
+    ):
         generate(_generation(tmp_path / "bad", codecs={"lerobot": {"vcodec": "nope"}}))
-    with pytest.raises(GenerationError, match=r"codecs\.lerobot\.cameras_as"):
+    with pytest.raises(GenerationError, match=r"codecs\.lerobot\.cameras_as='gif': expected video or image"):
         generate(_generation(tmp_path / "bad2", codecs={"lerobot": {"cameras_as": "gif"}}))
 
 

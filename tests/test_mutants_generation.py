@@ -1,4 +1,4 @@
-"""Batch generation (`sim2real/generation.py`) at the edges the whole-run tests of
+"""Batch generation (`sim2real/generation/`) at the edges the whole-run tests of
 `test_generation.py` pass by: the options accepted, what one job of a multi-job run returns,
 runs recorded by older versions, and full-disk errors that libraries report without an errno.
 Each test kills mutants that `test_generation.py` let live (docs/testing.md)."""
@@ -21,14 +21,12 @@ import sim2real.rollout
 import sim2real.sim.backend
 from sim2real.datasets import content_hash, open_dataset
 from sim2real.datasets.claims import ShardClaim
+from sim2real.datasets.integrity import write_json_atomic
 from sim2real.datasets.synthetic import synthetic_episode
 from sim2real.errors import StorageError
 from sim2real.generation import (
-    _PROCESS_BACKENDS,
     GenerationConfig,
     GenerationError,
-    _is_storage_failure,
-    _storage_failure,
     build_index,
     episode_hash,
     generate,
@@ -36,8 +34,8 @@ from sim2real.generation import (
     main,
     remove_shard,
     validate,
-    write_json_atomic,
 )
+from sim2real.generation.worker import _PROCESS_BACKENDS, _is_storage_failure, _storage_failure
 from sim2real.sim.isaac.app import IsaacNotInstalledError
 
 
@@ -48,7 +46,7 @@ def test_every_blosc_codec_numcodecs_writes_is_accepted(cname):
 
 @pytest.mark.parametrize("clevel", [-1, 10])
 def test_a_blosc_level_outside_0_to_9_is_refused(clevel):
-    with pytest.raises(GenerationError, match=rf"^codecs\.zarr\.clevel: {clevel} is outside \[0, 9\]$"):
+    with pytest.raises(GenerationError, match=rf"^codecs\.zarr\.clevel={clevel}: expected a Blosc level in \[0, 9\]$"):
         validate(GenerationConfig(codecs={"zarr": {"clevel": clevel}}))
 
 

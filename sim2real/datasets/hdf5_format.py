@@ -32,13 +32,23 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from sim2real.datasets.registry import DATASET_READERS, DATASET_WRITERS, EpisodeReader, EpisodeWriter
+from sim2real.datasets.registry import (
+    DATASET_READERS,
+    DATASET_WRITERS,
+    EpisodeReader,
+    EpisodeWriter,
+    FormatOptions,
+    ShardFormat,
+    numbered_shards,
+    register_shard_format,
+)
 from sim2real.datasets.schema import (
     STATE_SLICES,
     DatasetError,
@@ -49,6 +59,7 @@ from sim2real.datasets.schema import (
     reading,
     validate_episode,
 )
+from sim2real.datasets.sharded import write_shard_index
 
 FORMAT_NAME = "sim2real.robomimic"
 FORMAT_VERSION = 1
@@ -73,6 +84,28 @@ def _demo_names(data: h5py.Group) -> list[str]:
     return sorted(names, key=lambda name: int(name.split("_")[1]))
 
 
+#: the image compressions the HDF5 writer takes (None: contiguous, uncompressed, as robomimic writes)
+IMAGE_COMPRESSIONS = (None, "lzf", "gzip")
+
+
+@dataclass(frozen=True)
+class HDF5Options(FormatOptions):
+    """The HDF5 writer's options (``codecs.hdf5.<key>``). No image compression is robomimic's
+    default; lzf or gzip shrink files at a write cost."""
+
+    image_compression: str | None = None
+    image_compression_opts: int | None = None
+    image_chunk_steps: int = 8
+
+    def invalid(self) -> dict[str, str]:
+        problems = {}
+        if self.image_compression not in IMAGE_COMPRESSIONS:
+            problems["image_compression"] = "null, lzf or gzip"
+        if self.image_chunk_steps < 1:
+            problems["image_chunk_steps"] = "a number of steps >= 1"
+        return problems
+
+
 @DATASET_WRITERS.register("hdf5")
 class HDF5EpisodeWriter(EpisodeWriter):
     """Writes episodes as robomimic demos to one HDF5 file (layout in the module docstring).
@@ -88,9 +121,9 @@ class HDF5EpisodeWriter(EpisodeWriter):
         path: str | Path,
         *,
         mode: str = "w-",
-        image_compression: str | None = None,
-        image_compression_opts: int | None = None,
-        image_chunk_steps: int = 8,
+        image_compression: str | None = HDF5Options.image_compression,
+        image_compression_opts: int | None = HDF5Options.image_compression_opts,
+        image_chunk_steps: int = HDF5Options.image_chunk_steps,
     ) -> None:
         if mode not in ("w-", "w", "a"):
             raise ValueError(f"mode must be 'w-', 'w' or 'a', got {mode!r}")
@@ -305,3 +338,14 @@ def _read_metadata(attrs: Mapping[str, Any], where: str) -> EpisodeMetadata:
     except json.JSONDecodeError as error:
         raise DatasetError(f"{where}: attribute 'extras_json' is not JSON ({error})") from error
     return EpisodeMetadata.from_dict(values, where)
+
+
+def demo_count(path: Path) -> int:
+    """The number of demos in the HDF5 file at ``path`` (without reading any)."""
+    with h5py.File(path, "r") as file:
+        return len(file["data"])
+
+
+register_shard_format(
+    ShardFormat("hdf5", HDF5EpisodeWriter, numbered_shards("hdf5", ".hdf5"), HDF5Options, write_shard_index, demo_count)
+)

@@ -15,6 +15,7 @@ than the checksum itself.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +26,7 @@ from typing import Any
 import google_crc32c
 
 from sim2real.datasets.schema import CorruptDataError, DatasetError
+from sim2real.errors import storage_error
 
 MANIFEST = "manifest.json"
 SHARD_RECORDS_DIR = "shards"
@@ -127,19 +129,9 @@ def structure_problem(format_name: str, path: Path, num_episodes: int) -> str | 
 
 
 def _episode_count(format_name: str, path: Path) -> int:
-    if format_name == "rlds":
-        from sim2real.datasets.tfrecord_io import record_offsets
+    from sim2real.datasets.registry import shard_format
 
-        return len(record_offsets(path))
-    if format_name == "hdf5":
-        import h5py
-
-        with h5py.File(path, "r") as file:
-            return len(file["data"])
-    from sim2real.datasets.registry import open_dataset
-
-    with open_dataset(path, format_name) as reader:
-        return len(reader)
+    return shard_format(format_name).episode_count(path)
 
 
 def verify_shard(root: Path, record: dict[str, Any], locate: Callable[[int], dict[str, Path]]) -> list[ShardProblem]:
@@ -287,3 +279,24 @@ def remove_path(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` through a temporary file private to this process, then rename."""
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file private to this process, then rename;
+    a full or read-only disk raises :class:`~sim2real.errors.StorageError` naming ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temp.write_text(text)
+        os.replace(temp, path)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        converted = storage_error(error, path)
+        if converted is not None:
+            raise converted from None
+        raise

@@ -68,7 +68,17 @@ import pyarrow.parquet as pq
 from sim2real.datasets.imagecodec import decode_image, encode_pngs, resize_frames
 from sim2real.datasets.lerobot_stats import feature_stats, image_stats, merge_all, stats_columns, stats_json
 from sim2real.datasets.lerobot_video import LEROBOT_DEFAULT, VideoCodec, VideoReader, VideoWriter, video_info
-from sim2real.datasets.registry import DATASET_READERS, DATASET_WRITERS, EpisodeReader, EpisodeWriter
+from sim2real.datasets.registry import (
+    DATASET_READERS,
+    DATASET_WRITERS,
+    EpisodeReader,
+    EpisodeWriter,
+    FormatOptions,
+    RunShards,
+    ShardFormat,
+    numbered_shards,
+    register_shard_format,
+)
 from sim2real.datasets.rlds_mapping import EpisodeMapping, map_action, map_state
 from sim2real.datasets.schema import (
     ACTION_DIM,
@@ -83,6 +93,7 @@ from sim2real.datasets.schema import (
     reading,
     validate_episode,
 )
+from sim2real.datasets.sharded import write_shard_index
 from sim2real.registry import Registry
 
 CODEBASE_VERSION = "v3.0"
@@ -277,6 +288,47 @@ class _RollingVideo:
             self._writer = None
 
 
+#: how cameras are stored: MP4 video, or PNG images inside the data parquet
+CAMERAS_AS = ("video", "image")
+#: the video generation writes unless ``codecs.lerobot.vcodec`` names a codec: H.264 (x264
+#: ``ultrafast``, CRF 23, a key frame every 2 frames); at 128 px it decodes as close to the frames as
+#: LeRobot's default AV1 at CRF 30 (mean error ~3 grey levels) for a quarter of the CPU time
+#: (``benchmarks/bench_generation.py``). ``vcodec: libsvtav1`` gives LeRobot's own default.
+GENERATION_VIDEO: dict[str, Any] = {"vcodec": "libx264", "preset": "ultrafast", "crf": 23, "g": 2}
+
+
+@dataclass(frozen=True)
+class LeRobotOptions(FormatOptions):
+    """The LeRobot writer's options as generation sets them (``codecs.lerobot.<key>``): the writer's
+    defaults, but one encoder thread per camera (so that a shard's video bytes do not depend on
+    the machine's core count) and :data:`GENERATION_VIDEO` unless ``vcodec`` is given."""
+
+    cameras_as: str = "video"
+    vcodec: str = LEROBOT_DEFAULT.codec
+    pix_fmt: str | None = None
+    g: int | None = LEROBOT_DEFAULT.g
+    crf: int | None = LEROBOT_DEFAULT.crf
+    preset: str | int | None = None
+    threads: int | None = 1
+
+    @classmethod
+    def from_codecs(cls, given: Mapping[str, Any]) -> LeRobotOptions:
+        video = GENERATION_VIDEO if "vcodec" not in given else {}
+        return cls(**{**video, **given})
+
+    def invalid(self) -> dict[str, str]:
+        from sim2real.datasets.lerobot_video import check_encoder
+
+        problems = {}
+        if self.cameras_as not in CAMERAS_AS:
+            problems["cameras_as"] = " or ".join(CAMERAS_AS)
+        try:
+            check_encoder(self.vcodec)
+        except ValueError as error:
+            problems["vcodec"] = f"a video encoder ({error})"
+        return problems
+
+
 @DATASET_WRITERS.register("lerobot")
 class LeRobotEpisodeWriter(EpisodeWriter):
     """Writes episodes as a LeRobot v3.0 dataset at ``path`` (layout and features in the module docstring).
@@ -296,12 +348,12 @@ class LeRobotEpisodeWriter(EpisodeWriter):
         path: str | Path,
         *,
         mode: str = "w-",
-        cameras_as: str = "video",
-        vcodec: str = LEROBOT_DEFAULT.codec,
-        pix_fmt: str | None = None,
-        g: int | None = LEROBOT_DEFAULT.g,
-        crf: int | None = LEROBOT_DEFAULT.crf,
-        preset: str | int | None = None,
+        cameras_as: str = LeRobotOptions.cameras_as,
+        vcodec: str = LeRobotOptions.vcodec,
+        pix_fmt: str | None = LeRobotOptions.pix_fmt,
+        g: int | None = LeRobotOptions.g,
+        crf: int | None = LeRobotOptions.crf,
+        preset: str | int | None = LeRobotOptions.preset,
         threads: int | None = None,
         robot_type: str | None = None,
         chunks_size: int = DEFAULT_CHUNK_SIZE,
@@ -310,7 +362,7 @@ class LeRobotEpisodeWriter(EpisodeWriter):
     ) -> None:
         if mode not in ("w-", "w"):
             raise ValueError(f"mode must be 'w-' or 'w', got {mode!r}")
-        if cameras_as not in ("video", "image"):
+        if cameras_as not in CAMERAS_AS:
             raise ValueError(f"cameras_as must be 'video' or 'image', got {cameras_as!r}")
         self.path = Path(path)
         if mode == "w-" and (self.path / INFO_PATH).exists():
@@ -885,3 +937,18 @@ class LeRobotDatasetReader(EpisodeReader):
             video.close()
         self._video_files.clear()
         self._data_files.clear()
+
+
+def finalize_lerobot(run: RunShards, format_name: str) -> None:
+    """Write ``lerobot/index.json`` and, once every shard is recorded, merge the shards into the one
+    LeRobot dataset at ``lerobot/`` that ``lerobot``'s ``LeRobotDataset`` opens."""
+    from sim2real.datasets.lerobot_merge import merge_datasets  # it reads and writes through this module
+
+    write_shard_index(run, format_name)
+    if run.complete:
+        merge_datasets(run.shard_paths(format_name), run.root / format_name)
+
+
+register_shard_format(
+    ShardFormat("lerobot", LeRobotEpisodeWriter, numbered_shards("lerobot", ""), LeRobotOptions, finalize_lerobot)
+)

@@ -51,7 +51,17 @@ from typing import Any
 import numpy as np
 
 from sim2real.datasets.imagecodec import IMAGE_FORMATS, decode_image, encode_images, resize_frames
-from sim2real.datasets.registry import DATASET_READERS, DATASET_WRITERS, EpisodeReader, EpisodeWriter
+from sim2real.datasets.integrity import write_text_atomic
+from sim2real.datasets.registry import (
+    DATASET_READERS,
+    DATASET_WRITERS,
+    EpisodeReader,
+    EpisodeWriter,
+    RunShards,
+    ShardFormat,
+    ShardSlot,
+    register_shard_format,
+)
 from sim2real.datasets.rlds_mapping import GRIPPER_CONVENTIONS, RLDS_MAPPINGS, RLDSMapping
 from sim2real.datasets.schema import (
     ACTION_DIM,
@@ -93,6 +103,8 @@ from sim2real.datasets.tfrecord_io import (
 
 DATASET_INFO = "dataset_info.json"
 FEATURES = "features.json"
+#: the name and version of a sim2real RLDS dataset (``<root>/<name>/<version>/``)
+DATASET_NAME, DATASET_VERSION = "sim2real_dataset", "1.0.0"
 _SPECIAL_CAMERA_KEYS = {"front": "image", "wrist": "wrist_image"}
 
 
@@ -221,8 +233,8 @@ class RLDSEpisodeWriter(EpisodeWriter):
     def __init__(
         self,
         root: str | Path,
-        name: str = "sim2real_dataset",
-        version: str = "1.0.0",
+        name: str = DATASET_NAME,
+        version: str = DATASET_VERSION,
         split: str = "train",
         *,
         episodes_per_shard: int = 64,
@@ -663,3 +675,55 @@ def _discover_cameras(features: Mapping[str, FeatureSpec]) -> dict[str, str]:
         if camera is not None and spec.kind == "image" and "/" not in key.removeprefix(prefix):
             out[camera] = key
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# generation shards: one TFRecord file per shard, one dataset_info.json for the run
+
+
+class RLDSShardWriter(EpisodeWriter):
+    """Writes episodes (PNG frames, TFDS's Image feature) as TFRecords to the one file ``path``: a
+    shard of a generation run, whose ``features.json`` and ``dataset_info.json`` :func:`finalize_rlds`
+    writes once every shard is recorded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._writer = TFRecordWriter(self.path)
+
+    def write(self, episode: Episode) -> None:
+        self._writer.write(episode_to_example(episode))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def rlds_shard_path(slot: ShardSlot) -> Path:
+    """``rlds/<name>/<version>/<name>-<split>.tfrecord-<index>-of-<count>``: TFDS's shard name."""
+    filename = SplitInfo(slot.split, (0,) * slot.count, 0).shard_filenames(DATASET_NAME)[slot.index]
+    return Path("rlds") / DATASET_NAME / DATASET_VERSION / filename
+
+
+def finalize_rlds(run: RunShards, format_name: str) -> None:
+    """Write ``features.json`` and ``dataset_info.json`` beside a complete run's shards."""
+    if not run.complete:
+        return
+    version_dir = run.root / "rlds" / DATASET_NAME / DATASET_VERSION
+    size = int(run.config["image_size"])
+    cameras = {camera: (size, size, 3) for camera in run.config["cameras"]}
+    write_text_atomic(version_dir / FEATURES, json.dumps(sim2real_features(cameras, "png"), indent=4) + "\n")
+    lengths = tuple(len(record["episodes"]) for record in run.records)
+    split_bytes = sum(record["files"][format_name]["bytes"] for record in run.records)
+    split = SplitInfo(run.config["split"], lengths, split_bytes)
+    description = "Scripted-expert episodes written by sim2real."
+    info = dataset_info_json(DATASET_NAME, DATASET_VERSION, {split.name: split}, description)
+    write_text_atomic(version_dir / DATASET_INFO, json.dumps(info, indent=2) + "\n")
+
+
+def tfrecord_count(path: Path) -> int:
+    """The number of records (episodes) in the TFRecord file at ``path``, each framing checked."""
+    return len(record_offsets(path))
+
+
+register_shard_format(
+    ShardFormat("rlds", RLDSShardWriter, rlds_shard_path, finalize=finalize_rlds, count_episodes=tfrecord_count)
+)

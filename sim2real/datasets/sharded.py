@@ -6,10 +6,22 @@ import bisect
 import json
 from pathlib import Path
 
-from sim2real.datasets.registry import DATASET_READERS, EpisodeReader
+from sim2real.datasets.integrity import write_json_atomic
+from sim2real.datasets.registry import DATASET_READERS, EpisodeReader, RunShards
 from sim2real.datasets.schema import DatasetError, Episode
 
 INDEX = "index.json"
+
+
+def write_shard_index(run: RunShards, format_name: str) -> None:
+    """Write ``<format>/index.json``: the recorded shards of ``format_name`` in episode order, which
+    :class:`ShardedDataset` reads as one dataset (a :class:`~sim2real.datasets.registry.ShardFormat`
+    finalize hook)."""
+    entries = [{"shard": s["shard"], "path": Path(s["files"][format_name]["path"]).name,
+                "first_episode": s["episodes"][0]["index"], "num_episodes": len(s["episodes"])}
+               for s in run.records]  # fmt: skip
+    index = {"format": format_name, "complete": run.complete, "shards": entries}
+    write_json_atomic(run.root / format_name / INDEX, index)
 
 
 @DATASET_READERS.register("sharded")
