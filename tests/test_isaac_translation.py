@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sim2real.contracts import cell
+from sim2real.contracts.shapes import BOWL_THICKNESS, primitives
 from sim2real.randomizers import load_preset, sample_scene
 from sim2real.sim import shapes
 from sim2real.sim.backend import BACKENDS, BackendConfig
@@ -240,7 +242,7 @@ def test_lights_of_each_type() -> None:
     assert (distant.kind, point.kind, spot.kind) == ("distant", "sphere", "sphere")
     assert distant.cone_angle_deg is None and point.cone_angle_deg is None and spot.cone_angle_deg == 35.0
     assert distant.intensity == pytest.approx(so.DISTANT_INTENSITY_PER_UNIT * max(lights[0].diffuse))
-    d2 = sum((a - b) ** 2 for a, b in zip(lights[1].pos, so.WORKSPACE_CENTER, strict=True))
+    d2 = sum((a - b) ** 2 for a, b in zip(lights[1].pos, cell.WORKSPACE_CENTER, strict=True))
     expected = so.DISTANT_INTENSITY_PER_UNIT * 0.3 * d2 / (math.pi * so.SPHERE_LIGHT_RADIUS**2)
     assert point.intensity == pytest.approx(expected)
     for op, light in zip((distant, point, spot), lights, strict=True):
@@ -266,12 +268,12 @@ def test_each_texture_family_is_rendered_to_a_png(family: str, tmp_path: Path) -
     scene = replace(scene, surfaces=replace(scene.surfaces, table=replace(scene.surfaces.table, texture=spec)))
     ops = so.scene_to_ops(scene)
     (table,) = [op for op in so.ops_of_type(ops, so.CreateOmniPBRMaterial) if op.path.endswith("surface_table")]
-    assert table.texture == spec and table.texture_file == so.texture_file_name(spec, so.SURFACE_TEXTURE_SIZE)
+    assert table.texture == spec and table.texture_file == so.texture_file_name(spec, cell.SURFACE_TEXTURE_SIZE)
     assert table.diffuse == (1.0, 1.0, 1.0), "a textured material's colour comes from the texture"
     written = so.write_texture_files(ops, tmp_path)
     png = tmp_path / table.texture_file
     assert png in written
-    np.testing.assert_array_equal(np.asarray(Image.open(png)), render_texture(spec, so.SURFACE_TEXTURE_SIZE))
+    np.testing.assert_array_equal(np.asarray(Image.open(png)), render_texture(spec, cell.SURFACE_TEXTURE_SIZE))
     mtime = png.stat().st_mtime_ns
     so.write_texture_files(ops, tmp_path)
     assert png.stat().st_mtime_ns == mtime, "existing (content-addressed) files are reused"
@@ -399,16 +401,38 @@ def test_ellipsoid_and_prism_meshes_have_the_right_volume() -> None:
     assert _signed_volume(hexagon) == pytest.approx(3 * math.sqrt(3) / 2 * 0.03**2 * 0.04)
 
 
+def test_bowl_parts_are_its_primitives_in_usd_terms() -> None:
+    radius, half = 0.075, 0.03
+    floor, *walls = so.shape_parts("bowl", (radius, half))
+    assert (floor.kind, floor.radius, floor.height) == ("cylinder", radius, BOWL_THICKNESS)
+    assert floor.translation == (0.0, 0.0, -half + BOWL_THICKNESS / 2)
+    for wall, primitive in zip(walls, primitives("bowl", (radius, half))[1:], strict=True):
+        assert wall.kind == "cube" and wall.scale == tuple(2 * s for s in primitive.size)
+        assert (wall.translation, wall.orientation) == (primitive.pos, primitive.quat)
+        assert wall.scale[0] == BOWL_THICKNESS and wall.scale[2] == 2 * half
+
+
+def test_the_stage_has_the_cell_of_the_contract() -> None:
+    ops = so.scene_to_ops(rich_scene())
+    (ground,) = so.ops_of_type(ops, so.CreateGround)
+    (table,) = so.ops_of_type(ops, so.CreateTable)
+    (backdrop,) = so.ops_of_type(ops, so.CreateBackdrop)
+    assert (ground.z, ground.half_size) == (cell.FLOOR_Z, cell.FLOOR_HALF_SIZE)
+    assert (table.center, table.half_extents) == (cell.TABLE.center, cell.TABLE.half_extents)
+    assert (backdrop.center, backdrop.half_extents) == (cell.BACKDROP.center, cell.BACKDROP.half_extents)
+    assert table.center[2] + table.half_extents[2] == 0.0, "the table top is at z = 0"
+    surfaces = {op.path.rsplit("_", 1)[1]: op for op in so.ops_of_type(ops, so.CreateOmniPBRMaterial)
+                if "/surface_" in op.path}  # fmt: skip
+    assert tuple(surfaces) == cell.SURFACES
+    assert all(op.texture_size == cell.SURFACE_TEXTURE_SIZE for op in surfaces.values())
+
+
 def test_constants_match_the_mujoco_backend() -> None:
     from sim2real.sim.mujoco import scene as mj_scene
 
-    assert so.TABLE_CENTER == mj_scene.TABLE_CENTER and so.TABLE_HALF == mj_scene.TABLE_HALF
-    assert so.FLOOR_Z == mj_scene.FLOOR_Z and so.BACKDROP_CENTER[0] == mj_scene.BACKDROP_X
     assert so.PANDA_KP == mj_scene.PANDA_KP and so.PANDA_KV == mj_scene.PANDA_KV
     assert (so.GRIPPER_KP, so.GRIPPER_DAMPING) == (mj_scene.GRIPPER_KP, mj_scene.GRIPPER_DAMPING)
-    assert kin.TCP_OFFSET == mj_scene.TCP_OFFSET and so.BOWL_WALL_SEGMENTS == mj_scene.BOWL_WALL_SEGMENTS
-    assert so.SURFACE_TEXTURE_SIZE == mj_scene.SURFACE_TEXTURE_SIZE
-    assert so.OBJECT_TEXTURE_SIZE == mj_scene.OBJECT_TEXTURE_SIZE
+    assert kin.TCP_OFFSET == mj_scene.TCP_OFFSET
 
 
 # --------------------------------------------------------------- kinematics

@@ -317,3 +317,60 @@ def test_dart_noise_on_a_fraction_of_the_steps(backend) -> None:
     assert 0.17 < np.mean(perturbed) < 0.23
     with pytest.raises(ValueError, match="noise_rate is a probability per step"):
         make_expert(scene, np.random.default_rng(0), noise_scale=0.03, noise_rate=2.0)
+
+
+def _probe_model(shape: str):
+    """A compiled model of a pick-and-place scene whose only object is a ``shape`` named ``probe``."""
+    from dataclasses import replace
+
+    from sim2real.sim.mujoco.scene import BuildOptions, build_model
+    from sim2real.sim.tasks import DEFAULT_SIZES
+
+    scene = sample_scene("pick_place", 0)
+    probe = replace(scene.objects[0], name="probe", shape=shape, size=DEFAULT_SIZES[shape])
+    return build_model(replace(scene, objects=(probe,)), BuildOptions())
+
+
+def test_the_model_has_the_cell_of_the_contract() -> None:
+    import mujoco
+
+    from sim2real.contracts import cell
+
+    model = _probe_model("cube")
+
+    def geom(name: str) -> tuple[tuple, tuple]:
+        index = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, name)
+        return tuple(model.geom_pos[index]), tuple(model.geom_size[index])
+
+    assert geom("table") == (cell.TABLE.center, cell.TABLE.half_extents)
+    assert geom("backdrop") == (cell.BACKDROP.center, cell.BACKDROP.half_extents)
+    assert geom("floor")[0] == (0.0, 0.0, cell.FLOOR_Z) and geom("floor")[1][:2] == (cell.FLOOR_HALF_SIZE,) * 2
+    for surface in cell.SURFACES:
+        texture = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_TEXTURE, f"tex_{surface}")
+        assert model.tex_width[texture] == model.tex_height[texture] == cell.SURFACE_TEXTURE_SIZE
+        material = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_MATERIAL, f"mat_{surface}")
+        assert tuple(model.mat_texrepeat[material]) == (cell.TEXTURE_REPEAT[surface],) * 2
+
+
+@pytest.mark.parametrize("shape", ["cube", "block", "cylinder", "sphere", "capsule", "ellipsoid", "hex_prism", "bowl"])
+def test_object_geoms_are_the_primitives_of_the_shape_contract(shape: str) -> None:
+    import mujoco
+
+    from sim2real.contracts.shapes import primitives
+    from sim2real.sim.tasks import DEFAULT_SIZES
+
+    model = _probe_model(shape)
+    body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "obj_probe")
+    start, count = model.body_geomadr[body], model.body_geomnum[body]
+    parts = primitives(shape, DEFAULT_SIZES[shape])
+    assert count == len(parts)
+    kinds = {"box": "BOX", "cylinder": "CYLINDER", "sphere": "SPHERE", "capsule": "CAPSULE",
+             "ellipsoid": "ELLIPSOID", "prism": "MESH"}  # fmt: skip
+    for index, part in zip(range(start, start + count), parts, strict=True):
+        assert mujoco.mjtGeom(model.geom_type[index]).name == f"mjGEOM_{kinds[part.kind]}"
+        if part.kind == "prism":
+            assert model.mesh_vertnum[model.geom_dataid[index]] == 2 * part.sides
+            continue
+        np.testing.assert_allclose(model.geom_size[index][: len(part.size)], part.size)
+        np.testing.assert_allclose(model.geom_pos[index], part.pos, atol=1e-12)
+        np.testing.assert_allclose(np.abs(model.geom_quat[index] @ np.asarray(part.quat)), 1.0, atol=1e-9)

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from sim2real.contracts import cell
 from sim2real.contracts.seeds import derived_rng
 from sim2real.randomizers import splits
 from sim2real.randomizers.config import RandomizationConfig
@@ -36,7 +37,6 @@ from sim2real.sim.tasks import DEFAULT_SIZES, SHAPE_NOUNS, ObjectRole, Task, mak
 FRONT_CAMERA = CameraSpec("front", "world", pos=(1.25, 0.3, 0.65), lookat=(0.3, 0.0, 0.12), fovy=50.0)
 WRIST_CAMERA = CameraSpec("wrist", "hand", pos=(0.1, 0.0, 0.0), lookat=(0.0, 0.0, 0.18), fovy=80.0)
 DEFAULT_CAMERAS = (FRONT_CAMERA, WRIST_CAMERA)
-WORKSPACE_CENTER = np.array([0.45, 0.0, 0.0])
 DISTRACTOR_REGION = ((0.32, 0.66), (-0.3, 0.3))
 PLACEMENT_MARGIN = 0.02  # m between footprints
 MAX_PLACEMENT_TRIES = 200
@@ -122,7 +122,7 @@ def _surfaces(seed: int, config: RandomizationConfig, split: str) -> SurfacesSpe
     nominal = SurfacesSpec()
     heldout = split == "textures"
     surfaces = {}
-    for name in ("table", "floor", "backdrop"):
+    for name in cell.SURFACES:
         base: MaterialSpec = getattr(nominal, name)
         hue = float(config.materials.surface_hue_deg.sample(rng))
         rgba = base.rgba
@@ -148,7 +148,7 @@ def _lights(seed: int, config: RandomizationConfig, split: str) -> tuple[LightSp
         distance = lc.distance.sample(rng)
         offset = distance * np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
                                       np.sin(elevation)])  # fmt: skip
-        pos = WORKSPACE_CENTER + offset
+        pos = np.asarray(cell.WORKSPACE_CENTER) + offset
         color = np.array(kelvin_to_rgb(temperature_dist.sample(rng)))
         diffuse = color * intensity_dist.sample(rng) / np.sqrt(count)
         lights.append(

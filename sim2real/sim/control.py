@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim2real.contracts.actions import ACTION_DIM, ACTION_NAMES
+from sim2real.contracts.cell import WORKSPACE_HIGH, WORKSPACE_LOW
 from sim2real.sim.geometry import rpy_to_matrix
 
 
@@ -25,9 +26,8 @@ class ControllerConfig:
     """Limits of the end-effector controller.
 
     ``max_position_delta`` (m) and ``max_rotation_delta`` (rad) bound each action component
-    per control step; ``workspace_low/high`` (m) bound the commanded TCP position (the floor,
-    2 cm above the table top, keeps the finger pads ~4 mm clear of it, as a real cell's virtual
-    floor does; the experts never go below 2.4 cm);
+    per control step; ``workspace_low/high`` (m) bound the commanded TCP position (default: the
+    cell's, :data:`sim2real.contracts.cell.WORKSPACE_LOW`; the experts never go below 2.4 cm);
     ``ik_damping`` is the DLS damping (m); ``joint_limit_margin`` (rad) keeps targets
     inside the joint limits; ``interpolation_segments``: the joint targets move from the
     previous command to the new one in this many equal steps within a control period (a
@@ -37,8 +37,8 @@ class ControllerConfig:
 
     max_position_delta: float = 0.05
     max_rotation_delta: float = 0.3
-    workspace_low: tuple[float, float, float] = (0.2, -0.45, 0.02)
-    workspace_high: tuple[float, float, float] = (0.85, 0.45, 0.5)
+    workspace_low: tuple[float, float, float] = WORKSPACE_LOW
+    workspace_high: tuple[float, float, float] = WORKSPACE_HIGH
     ik_damping: float = 0.05
     ik_iterations: int = 2
     joint_limit_margin: float = 0.01

@@ -29,7 +29,7 @@ with inverse-square falloff for sphere lights). The conversion used here:
 * point -> ``SphereLight`` of radius ``SPHERE_LIGHT_RADIUS``; a non-normalised sphere light of
   radiance ``L`` gives irradiance ``L * pi * r^2 / d^2`` at distance ``d``, so
   ``intensity = DISTANT_INTENSITY_PER_UNIT * max(diffuse) * d_ref^2 / (pi * r^2)`` with
-  ``d_ref`` the distance from the light to :data:`WORKSPACE_CENTER`: the workspace receives the
+  ``d_ref`` the distance from the light to :data:`sim2real.contracts.cell.WORKSPACE_CENTER`: the workspace receives the
   irradiance a directional light of the same ``diffuse`` would give (MuJoCo's point lights
   have no attenuation);
 * spot -> the same ``SphereLight`` plus ``UsdLux.ShapingAPI`` with ``cone:angle = cutoff_deg``;
@@ -51,12 +51,14 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from sim2real.contracts import cell
+from sim2real.contracts.shapes import Primitive, primitives, prism_vertices
 from sim2real.sim import shapes
 from sim2real.sim.backend import BackendConfig
 from sim2real.sim.geometry import look_at_matrix, matrix_to_quat_wxyz, yaw_to_quat_wxyz
@@ -79,6 +81,8 @@ CAMERAS_PATH = "/World/Cameras"
 GROUND_PATH = "/World/Ground"
 TABLE_PATH = "/World/Table"
 BACKDROP_PATH = "/World/Backdrop"
+#: The prim of each of the cell's surfaces (:data:`sim2real.contracts.cell.SURFACES`).
+SURFACE_PATHS = {"table": TABLE_PATH, "floor": GROUND_PATH, "backdrop": BACKDROP_PATH}
 
 #: Franka Panda asset, relative to ``isaacsim.storage.native.get_assets_root_path()``: the path the
 #: Isaac Sim 6.2 ``isaacsim.core.experimental`` API examples load (links ``<root>/panda_link0`` ..
@@ -93,15 +97,6 @@ FRANKA_LINKS = (*(f"panda_link{i}" for i in range(8)), FRANKA_HAND_LINK, *FRANKA
 #: ``benchmarks/validate_isaac.py`` compares its mask with the projected TCP
 HAND_LABEL = "robot_hand"
 
-# Surroundings: the same geometry as the MuJoCo backend (table top at z = 0), metres.
-TABLE_CENTER: Vec3 = (0.40, 0.0, -0.375)
-TABLE_HALF: Vec3 = (0.65, 0.70, 0.375)
-FLOOR_Z = -0.75
-FLOOR_HALF_SIZE = 4.0
-BACKDROP_CENTER: Vec3 = (-0.65, 0.0, 0.4)
-BACKDROP_HALF: Vec3 = (0.01, 2.0, 1.2)
-BOWL_WALL_SEGMENTS = 12
-BOWL_THICKNESS = 0.006
 ELLIPSOID_SEGMENTS = (16, 8)  # (around, pole to pole) of the ellipsoid mesh
 
 # Robot dynamics: the MuJoCo backend's nominal values (SI: N m/rad, N m s/rad, N/m, N s/m).
@@ -112,16 +107,11 @@ GRIPPER_DAMPING = 20.0
 FINGER_FRICTION = 1.5  # the MuJoCo finger pads' sliding friction
 SURFACE_FRICTION = 1.0  # MuJoCo's default geom friction (table, floor)
 
-# Appearance.
-SURFACE_TEXTURE_SIZE = 128  # px, as the MuJoCo backend
-OBJECT_TEXTURE_SIZE = 32
-#: Texture repetitions per metre (MuJoCo ``texrepeat`` with ``texuniform``).
-TEXTURE_REPEAT = {"table": 2.0, "floor": 4.0, "backdrop": 3.0, "object": 8.0}
+# Appearance (texture sizes and repeats: :mod:`sim2real.contracts.cell`).
 DISTANT_INTENSITY_PER_UNIT = 3000.0
 SPHERE_LIGHT_RADIUS = 0.05  # m
 SPECULAR_REFERENCE = 0.3
 SPOT_CONE_SOFTNESS = 0.2
-WORKSPACE_CENTER: Vec3 = (0.45, 0.0, 0.0)
 HORIZONTAL_APERTURE_MM = 20.955  # USD's default camera aperture
 CLIPPING_RANGE: tuple[float, float] = (0.01, 100.0)  # m
 
@@ -159,7 +149,7 @@ def _quat(values: object) -> Quat:
 
 
 def _prism_mesh(sides: int, radius: float, half_height: float) -> GeomPart:
-    points = tuple(_vec(p) for p in shapes.prism_vertices(sides, radius, half_height))
+    points = tuple(_vec(p) for p in prism_vertices(sides, radius, half_height))
     counts: list[int] = []
     indices: list[int] = []
     for k in range(sides):  # side quads, counter-clockwise seen from outside
@@ -201,45 +191,27 @@ def _ellipsoid_mesh(axes: tuple[float, ...]) -> GeomPart:
     return GeomPart("mesh", points=tuple(points), face_vertex_counts=tuple(counts), face_vertex_indices=tuple(indices))
 
 
-def shape_parts(shape: str, size: tuple[float, ...]) -> tuple[GeomPart, ...]:
-    """The geometry of a :mod:`sim2real.sim.shapes` shape (half-extents ``size``, m) as parts
-    centred on the object's centre; the same decomposition as the MuJoCo backend."""
-    info = shapes.SHAPES.get(shape)
-    if len(size) != info.size_len:
-        raise ValueError(f"shape {shape!r} takes {info.size_len} size values, got {len(size)}: {size}")
-    size = tuple(float(s) for s in size)
-    match shape:
-        case "cube":
-            return (GeomPart("cube", scale=(2 * size[0],) * 3),)
-        case "block":
-            return (GeomPart("cube", scale=(2 * size[0], 2 * size[1], 2 * size[2])),)
-        case "cylinder" | "disc":
-            return (GeomPart("cylinder", radius=size[0], height=2 * size[1]),)
+def _part(primitive: Primitive) -> GeomPart:
+    """The USD geometry of one primitive: boxes become scaled cubes, ellipsoids and prisms meshes."""
+    size, placement = primitive.size, {"translation": primitive.pos, "orientation": primitive.quat}
+    match primitive.kind:
+        case "box":
+            return GeomPart("cube", scale=_vec(2 * s for s in size), **placement)
+        case "cylinder" | "capsule":
+            return GeomPart(primitive.kind, radius=size[0], height=2 * size[1], **placement)
         case "sphere":
-            return (GeomPart("sphere", radius=size[0]),)
-        case "capsule":
-            return (GeomPart("capsule", radius=size[0], height=2 * size[1]),)
+            return GeomPart("sphere", radius=size[0], **placement)
         case "ellipsoid":
-            return (_ellipsoid_mesh(size),)
-        case "hex_prism":
-            return (_prism_mesh(6, size[0], size[1]),)
-        case "tri_prism":
-            return (_prism_mesh(3, size[0], size[1]),)
-        case "bowl":
-            radius, half = size
-            parts = [GeomPart("cylinder", translation=(0.0, 0.0, -half + BOWL_THICKNESS / 2), radius=radius,
-                              height=BOWL_THICKNESS)]  # fmt: skip
-            segment = math.pi * radius / BOWL_WALL_SEGMENTS * 1.08  # half-length, overlapping
-            for k in range(BOWL_WALL_SEGMENTS):
-                angle = 2 * math.pi * k / BOWL_WALL_SEGMENTS
-                wall = GeomPart(
-                    "cube", translation=(radius * math.cos(angle), radius * math.sin(angle), 0.0),
-                    orientation=(math.cos(angle / 2), 0.0, 0.0, math.sin(angle / 2)),
-                    scale=(BOWL_THICKNESS, 2 * segment, 2 * half),
-                )  # fmt: skip
-                parts.append(wall)
-            return tuple(parts)
-    raise ValueError(f"unsupported shape {shape!r}; known shapes: {shapes.SHAPES.names()}")
+            return replace(_ellipsoid_mesh(size), **placement)
+        case "prism":
+            return replace(_prism_mesh(primitive.sides, *size), **placement)
+    raise ValueError(f"primitive kind {primitive.kind!r} has no USD geometry")
+
+
+def shape_parts(shape: str, size: tuple[float, ...]) -> tuple[GeomPart, ...]:
+    """The geometry of a :mod:`sim2real.contracts.shapes` shape (half-extents ``size``, m) as parts
+    centred on the object's centre: the shape's primitives, as the MuJoCo backend builds them."""
+    return tuple(_part(primitive) for primitive in primitives(shape, size))
 
 
 def sanitize_name(name: str) -> str:
@@ -705,7 +677,7 @@ def light_op(index: int, light: LightSpec, shadows: bool) -> CreateLight:
     if light.type == "directional":
         kind, intensity, radius, cone = "distant", DISTANT_INTENSITY_PER_UNIT * level, 0.0, None
     else:
-        distance_sq = float(np.sum((np.asarray(light.pos) - np.asarray(WORKSPACE_CENTER)) ** 2))
+        distance_sq = float(np.sum((np.asarray(light.pos) - np.asarray(cell.WORKSPACE_CENTER)) ** 2))
         intensity = DISTANT_INTENSITY_PER_UNIT * level * distance_sq / (math.pi * SPHERE_LIGHT_RADIUS**2)
         kind, radius = "sphere", SPHERE_LIGHT_RADIUS
         cone = float(light.cutoff_deg) if light.type == "spot" else None
@@ -766,8 +738,8 @@ def object_ops(obj: ObjectSpec, reflections: bool = True) -> list[StageOp]:
         ops.append(CreateRigidPrim(path, obj.name, obj.shape, parts, pos, quat, float(obj.mass), bool(obj.static)))
         friction = float(obj.friction)
         ops.append(BindPhysicsMaterial(path, f"{PHYSICS_MATERIALS_PATH}/{name}", friction, friction))
-    material = omnipbr_material(f"{LOOKS_PATH}/obj_{name}", obj.material, OBJECT_TEXTURE_SIZE, TEXTURE_REPEAT["object"],
-                                world_space=False, reflections=reflections)  # fmt: skip
+    material = omnipbr_material(f"{LOOKS_PATH}/obj_{name}", obj.material, cell.OBJECT_TEXTURE_SIZE,
+                                cell.TEXTURE_REPEAT["object"], world_space=False, reflections=reflections)  # fmt: skip
     ops += [material, BindMaterial(path, material.path)]
     ops.append(SetSemanticLabels(path, (("class", obj.name), ("color", obj.color), ("role", obj.role))))
     return ops
@@ -811,15 +783,15 @@ def scene_to_ops(
             content_hash=scene.content_hash(),
         ),
         ConfigurePhysics(physics_dt=1.0 / physics_hz, rendering_dt=1.0 / control_hz, device=physics_device),
-        CreateGround(GROUND_PATH, FLOOR_Z, FLOOR_HALF_SIZE),
-        CreateTable(TABLE_PATH, TABLE_CENTER, TABLE_HALF),
-        CreateBackdrop(BACKDROP_PATH, BACKDROP_CENTER, BACKDROP_HALF),
+        CreateGround(GROUND_PATH, cell.FLOOR_Z, cell.FLOOR_HALF_SIZE),
+        CreateTable(TABLE_PATH, cell.TABLE.center, cell.TABLE.half_extents),
+        CreateBackdrop(BACKDROP_PATH, cell.BACKDROP.center, cell.BACKDROP.half_extents),
     ]  # fmt: skip
-    for surface, prim in (("table", TABLE_PATH), ("floor", GROUND_PATH), ("backdrop", BACKDROP_PATH)):
+    for surface in cell.SURFACES:
         material = omnipbr_material(f"{LOOKS_PATH}/surface_{surface}", getattr(scene.surfaces, surface),
-                                    SURFACE_TEXTURE_SIZE, TEXTURE_REPEAT[surface], world_space=True,
+                                    cell.SURFACE_TEXTURE_SIZE, cell.TEXTURE_REPEAT[surface], world_space=True,
                                     reflections=reflections)  # fmt: skip
-        ops += [material, BindMaterial(prim, material.path)]
+        ops += [material, BindMaterial(SURFACE_PATHS[surface], material.path)]
     for prim in (TABLE_PATH, GROUND_PATH):
         ops.append(BindPhysicsMaterial(prim, f"{PHYSICS_MATERIALS_PATH}/{prim.rsplit('/', 1)[1].lower()}",
                                        SURFACE_FRICTION, SURFACE_FRICTION))  # fmt: skip
@@ -1028,7 +1000,7 @@ FIELD_MAP: dict[str, str] = {
     "sensor_noise.state_noise_std": "SetSensorNoise.state_noise_std: applied downstream (SensorNoise)",
     "sensor_noise.seed": "SetSensorNoise.seed: applied downstream (SensorNoise)",
 }
-for _surface in ("table", "floor", "backdrop"):
+for _surface in cell.SURFACES:
     for _key, _value in list(FIELD_MAP.items()):
         if _key.startswith("objects[].material."):
             FIELD_MAP[f"surfaces.{_surface}." + _key.removeprefix("objects[].material.")] = _value

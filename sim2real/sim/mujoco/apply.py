@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from sim2real.contracts.cell import OBJECT_TEXTURE_SIZE, SURFACE_TEXTURE_SIZE, SURFACES
 from sim2real.sim.geometry import look_at_matrix, matrix_to_quat_wxyz
-from sim2real.sim.mujoco.scene import MAX_LIGHTS, OBJECT_TEXTURE_SIZE, SURFACE_TEXTURE_SIZE, object_texture
+from sim2real.sim.mujoco.scene import MAX_LIGHTS, object_texture
 from sim2real.sim.scene_spec import MaterialSpec, SceneSpec
 from sim2real.sim.textures import render_texture
 
@@ -59,7 +60,7 @@ class SceneApplier:
     def apply(self, scene: SceneSpec) -> list[int]:
         """Write ``scene`` into the model; return the ids of textures whose pixels changed."""
         changed: list[int] = []
-        for surface in ("table", "floor", "backdrop"):
+        for surface in SURFACES:
             material: MaterialSpec = getattr(scene.surfaces, surface)
             changed += self._material(f"mat_{surface}", f"tex_{surface}", material, SURFACE_TEXTURE_SIZE)
         for index, obj in enumerate(scene.objects):

@@ -9,26 +9,19 @@ unchanged needs no recompile.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import mujoco
 import numpy as np
 
+from sim2real.contracts import cell
+from sim2real.contracts.shapes import Primitive, primitives, prism_vertices
 from sim2real.sim import shapes
 from sim2real.sim.mujoco.assets import PANDA_LINKS, panda_mesh_file
 from sim2real.sim.robots import ROBOTS
 from sim2real.sim.scene_spec import SceneSpec
 
-# Table: top at z = 0, the robot base sits on it at the origin.
-TABLE_CENTER = (0.40, 0.0, -0.375)
-TABLE_HALF = (0.65, 0.70, 0.375)
-FLOOR_Z = -0.75
-BACKDROP_X = -0.65
-SURFACE_TEXTURE_SIZE = 128
-OBJECT_TEXTURE_SIZE = 32
 MAX_LIGHTS = 4
-BOWL_WALL_SEGMENTS = 12
 
 # Collision filtering: the robot (type 2) never collides with itself; everything else does.
 ROBOT_CONTYPE, ROBOT_CONAFFINITY = 2, 1
@@ -110,20 +103,22 @@ def _add_material(spec: mujoco.MjSpec, name: str, texture: str | None, texrepeat
 
 
 def _add_surroundings(spec: mujoco.MjSpec) -> None:
-    for surface, repeat in (("table", (2, 2)), ("floor", (4, 4)), ("backdrop", (3, 3))):
-        _add_texture(spec, f"tex_{surface}", SURFACE_TEXTURE_SIZE)
-        _add_material(spec, f"mat_{surface}", f"tex_{surface}", repeat)
+    """The cell of :mod:`sim2real.contracts.cell`: floor plane, table and backdrop, each textured."""
+    for surface in cell.SURFACES:
+        _add_texture(spec, f"tex_{surface}", cell.SURFACE_TEXTURE_SIZE)
+        _add_material(spec, f"mat_{surface}", f"tex_{surface}", (cell.TEXTURE_REPEAT[surface],) * 2)
     world = spec.worldbody
     world.add_geom(
-        name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, pos=(0, 0, FLOOR_Z), size=(4, 4, 0.1),
+        name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, pos=(0, 0, cell.FLOOR_Z),
+        size=(cell.FLOOR_HALF_SIZE, cell.FLOOR_HALF_SIZE, 0.1),
         material="mat_floor", contype=WORLD_CONTYPE, conaffinity=WORLD_CONAFFINITY,
     )  # fmt: skip
     world.add_geom(
-        name="table", type=mujoco.mjtGeom.mjGEOM_BOX, pos=TABLE_CENTER, size=TABLE_HALF,
+        name="table", type=mujoco.mjtGeom.mjGEOM_BOX, pos=cell.TABLE.center, size=cell.TABLE.half_extents,
         material="mat_table", contype=WORLD_CONTYPE, conaffinity=WORLD_CONAFFINITY,
     )  # fmt: skip
     world.add_geom(
-        name="backdrop", type=mujoco.mjtGeom.mjGEOM_BOX, pos=(BACKDROP_X, 0, 0.4), size=(0.01, 2.0, 1.2),
+        name="backdrop", type=mujoco.mjtGeom.mjGEOM_BOX, pos=cell.BACKDROP.center, size=cell.BACKDROP.half_extents,
         material="mat_backdrop", contype=0, conaffinity=0,
     )  # fmt: skip
 
@@ -196,47 +191,36 @@ def _add_hand(spec: mujoco.MjSpec, link7: mujoco.MjsBody, visual_geom, collision
         )  # fmt: skip
 
 
+#: MuJoCo geom type of each primitive kind but ``prism`` (a convex mesh).
+_GEOM_TYPES = {
+    "box": mujoco.mjtGeom.mjGEOM_BOX,
+    "cylinder": mujoco.mjtGeom.mjGEOM_CYLINDER,
+    "sphere": mujoco.mjtGeom.mjGEOM_SPHERE,
+    "capsule": mujoco.mjtGeom.mjGEOM_CAPSULE,
+    "ellipsoid": mujoco.mjtGeom.mjGEOM_ELLIPSOID,
+}
+
+
+def _add_primitive(spec: mujoco.MjSpec, body: mujoco.MjsBody, mesh: str, part: Primitive, **common: object) -> None:
+    """One geom for ``part``; MuJoCo's geom sizes are the primitive's half-extents and radii."""
+    placement = {"pos": part.pos, "quat": part.quat}
+    if part.kind == "prism":
+        spec.add_mesh(name=mesh, uservert=np.ravel(prism_vertices(part.sides, *part.size)))
+        body.add_geom(type=mujoco.mjtGeom.mjGEOM_MESH, meshname=mesh, **placement, **common)
+    else:
+        body.add_geom(type=_GEOM_TYPES[part.kind], size=(*part.size, 0.0, 0.0)[:3], **placement, **common)
+
+
 def _add_object_geoms(spec: mujoco.MjSpec, body: mujoco.MjsBody, obj, material: str) -> None:  # noqa: ANN001
-    g = mujoco.mjtGeom
     collide = {"contype": WORLD_CONTYPE, "conaffinity": WORLD_CONAFFINITY}
     if obj.role == "marker":
         collide = {"contype": 0, "conaffinity": 0}
-    common = {"material": material, "condim": 3, **collide}
-    size = obj.size
-    match obj.shape:
-        case "cube":
-            body.add_geom(type=g.mjGEOM_BOX, size=(size[0],) * 3, **common)
-        case "block" | "ellipsoid":
-            body.add_geom(type=g.mjGEOM_BOX if obj.shape == "block" else g.mjGEOM_ELLIPSOID, size=size, **common)
-        case "cylinder" | "disc":
-            body.add_geom(type=g.mjGEOM_CYLINDER, size=(size[0], size[1], 0), **common)
-        case "sphere":
-            body.add_geom(type=g.mjGEOM_SPHERE, size=(size[0], 0, 0), **common)
-        case "capsule":
-            body.add_geom(type=g.mjGEOM_CAPSULE, size=(size[0], size[1], 0), **common)
-        case "hex_prism" | "tri_prism":
-            sides = 6 if obj.shape == "hex_prism" else 3
-            mesh = f"mesh_{obj.name}"
-            spec.add_mesh(name=mesh, uservert=np.ravel(shapes.prism_vertices(sides, size[0], size[1])))
-            body.add_geom(type=g.mjGEOM_MESH, meshname=mesh, **common)
-        case "bowl":
-            radius, half = size
-            thickness = 0.006
-            body.add_geom(
-                type=g.mjGEOM_CYLINDER, size=(radius, thickness / 2, 0), pos=(0, 0, -half + thickness / 2), **common
-            )
-            seg = math.pi * radius / BOWL_WALL_SEGMENTS * 1.08
-            for k in range(BOWL_WALL_SEGMENTS):
-                angle = 2 * math.pi * k / BOWL_WALL_SEGMENTS
-                body.add_geom(
-                    type=g.mjGEOM_BOX, size=(thickness / 2, seg, half),
-                    pos=(radius * math.cos(angle), radius * math.sin(angle), 0),
-                    quat=(math.cos(angle / 2), 0, 0, math.sin(angle / 2)), **common,
-                )  # fmt: skip
-        case _:
-            raise ValueError(
-                f"object {obj.name!r}: unsupported shape {obj.shape!r}; known shapes: {shapes.SHAPES.names()}"
-            )
+    try:
+        parts = primitives(obj.shape, tuple(obj.size))
+    except ValueError as error:
+        raise ValueError(f"object {obj.name!r}: {error}") from None
+    for part in parts:
+        _add_primitive(spec, body, f"mesh_{obj.name}", part, material=material, condim=3, **collide)
 
 
 def object_texture(index: int) -> str:
@@ -248,7 +232,7 @@ def _add_objects(spec: mujoco.MjSpec, scene: SceneSpec) -> None:
     # Texture slots are always allocated, and as many whatever the object count: texture changes
     # need no rebuild, and a rebuild keeps the render context's texture layout (see render.py).
     for index in range(max(OBJECT_TEXTURE_SLOTS, len(scene.objects))):
-        _add_texture(spec, object_texture(index), OBJECT_TEXTURE_SIZE)
+        _add_texture(spec, object_texture(index), cell.OBJECT_TEXTURE_SIZE)
     for index, obj in enumerate(scene.objects):
         _add_material(spec, f"mat_obj_{obj.name}", object_texture(index), (8, 8))
         z = obj.pos[2] + shapes.half_height(obj.shape, obj.size)
