@@ -11,9 +11,7 @@ from sim2real.sim.backend import make_backend
 from sim2real.sim.control import ActionError
 from sim2real.sim.experts import make_expert
 from sim2real.sim.scene_spec import SceneSpec
-from sim2real.sim.tasks import TASKS, make_task
-
-TASK_NAMES = TASKS.names()
+from sim2real.sim.tasks import TASK_NAMES, TASKS, make_task
 
 
 def rollout(backend, scene: SceneSpec, steps: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -31,6 +29,7 @@ def rollout(backend, scene: SceneSpec, steps: int, seed: int = 0) -> tuple[list[
 
 def test_at_least_three_tasks_with_documented_docstrings() -> None:
     assert {"pick_place", "stack", "push"} <= set(TASK_NAMES)
+    assert tuple(TASKS.names()) == TASK_NAMES, "TASK_NAMES is every registered task, sorted"
     for name in TASK_NAMES:
         doc = TASKS.get(name).__doc__ or ""
         for section in ("Description:", "Randomizations:", "Success conditions:"):
