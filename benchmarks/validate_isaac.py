@@ -54,8 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from sim2real.contracts.geometry import look_at_matrix
 from sim2real.randomizers import load_preset, sample_scene
-from sim2real.sim.geometry import look_at_matrix
 from sim2real.sim.scene_spec import CameraSpec, SceneSpec
 
 TASKS = ("pick_place", "stack", "push")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from sim2real.sim.geometry import look_at_matrix, matrix_to_rpy, rotation_error, rpy_to_matrix
+from sim2real.contracts.geometry import look_at_matrix, matrix_to_rpy, rotation_error, rpy_to_matrix
 
 
 def test_matrix_to_rpy_matches_scipy_and_round_trips() -> None:

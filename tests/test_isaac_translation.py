@@ -18,12 +18,12 @@ import pytest
 from PIL import Image
 
 from sim2real.contracts import cell
+from sim2real.contracts.geometry import quat_wxyz_to_matrix
 from sim2real.contracts.shapes import BOWL_THICKNESS, primitives
 from sim2real.randomizers import load_preset, sample_scene
 from sim2real.sim import shapes
 from sim2real.sim.backend import BACKENDS, BackendConfig
 from sim2real.sim.control import ClipCounter, ControllerConfig
-from sim2real.sim.geometry import quat_wxyz_to_matrix
 from sim2real.sim.isaac import app as isaac_app
 from sim2real.sim.isaac import kinematics as kin
 from sim2real.sim.isaac import stage_ops as so

@@ -23,6 +23,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 from websockets.sync.server import Server, ServerConnection, serve
 
+from sim2real.contracts.geometry import matrix_to_rpy, rpy_to_matrix
 from sim2real.evaluation.closed_loop import evaluate_closed_loop
 from sim2real.evaluation.harness import EvaluationConfig, run_evaluation
 from sim2real.evaluation.policies import PolicySetupError
@@ -30,7 +31,6 @@ from sim2real.registry import UnknownNameError
 from sim2real.remote.client import RemotePolicyClient, ReplyTimeoutError, ServerError, server_uri
 from sim2real.remote.mapping import REMOTE_MAPPINGS, MappingError
 from sim2real.remote.wire import packb, unpackb
-from sim2real.sim.geometry import matrix_to_rpy, rpy_to_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBERO_KEYS = {"observation/image", "observation/wrist_image", "observation/state", "prompt"}

@@ -55,8 +55,8 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from sim2real.contracts.actions import ACTION_DIM, STATE_DIM
+from sim2real.contracts.geometry import matrix_to_rpy, rpy_to_matrix
 from sim2real.registry import Registry
-from sim2real.sim.geometry import matrix_to_rpy, rpy_to_matrix
 
 #: Panda's finger travel (m) per finger at a fully open gripper
 PANDA_FINGER_TRAVEL = 0.04

@@ -14,7 +14,7 @@ import numpy as np
 
 from sim2real.contracts.actions import ACTION_DIM, ACTION_NAMES
 from sim2real.contracts.cell import WORKSPACE_HIGH, WORKSPACE_LOW
-from sim2real.sim.geometry import rpy_to_matrix
+from sim2real.contracts.geometry import rpy_to_matrix
 
 
 class ActionError(ValueError):

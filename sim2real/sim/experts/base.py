@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim2real.contracts.geometry import rotation_error, rpy_to_matrix, symmetric_yaw_error
 from sim2real.registry import Registry
 from sim2real.sim import shapes
 from sim2real.sim.backend import PrivilegedState
-from sim2real.sim.geometry import rotation_error, rpy_to_matrix, symmetric_yaw_error
 from sim2real.sim.scene_spec import ObjectSpec, SceneSpec
 
 OPEN, CLOSED = 1.0, 0.0

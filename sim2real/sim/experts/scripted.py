@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim2real.contracts.geometry import matrix_to_rpy
 from sim2real.sim import shapes
 from sim2real.sim.backend import PrivilegedState
 from sim2real.sim.experts.base import CLOSED, EXPERTS, OPEN, Expert, Phase, Waypoint, grasp_yaw
-from sim2real.sim.geometry import matrix_to_rpy
 from sim2real.sim.scene_spec import ObjectSpec, SceneSpec
 
 HOVER = 0.12  # m above the grasp point

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from sim2real.contracts.actions import STATE_DIM
+from sim2real.contracts.geometry import matrix_to_rpy, quat_wxyz_to_matrix
 from sim2real.sim.backend import BackendConfig, ObjectState, PrivilegedState, parse_backend_options
 from sim2real.sim.control import (
     ClipCounter,
@@ -54,7 +55,6 @@ from sim2real.sim.control import (
     target_pose,
     validate_action,
 )
-from sim2real.sim.geometry import matrix_to_rpy, quat_wxyz_to_matrix
 from sim2real.sim.isaac.app import AppSettings, IsaacNotInstalledError, launch, renderer_problem, require_isaacsim
 from sim2real.sim.isaac.frames import (
     CAPTURE_RETRIES,

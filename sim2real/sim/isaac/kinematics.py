@@ -28,8 +28,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from sim2real.contracts.geometry import rotation_error
 from sim2real.sim.control import ClipCounter, ControllerConfig, dls_step
-from sim2real.sim.geometry import rotation_error
 from sim2real.sim.robots import ROBOTS
 
 #: q_franka = q_project + offsets (rad), per arm joint.

@@ -58,10 +58,10 @@ from typing import ClassVar
 import numpy as np
 
 from sim2real.contracts import cell
+from sim2real.contracts.geometry import look_at_matrix, matrix_to_quat_wxyz, yaw_to_quat_wxyz
 from sim2real.contracts.shapes import Primitive, primitives, prism_vertices
 from sim2real.sim import shapes
 from sim2real.sim.backend import BackendConfig
-from sim2real.sim.geometry import look_at_matrix, matrix_to_quat_wxyz, yaw_to_quat_wxyz
 from sim2real.sim.isaac.kinematics import project_to_franka
 from sim2real.sim.robots import ROBOTS
 from sim2real.sim.scene_spec import CameraSpec, LightSpec, MaterialSpec, ObjectSpec, SceneSpec, TextureSpec
@@ -591,7 +591,7 @@ class CreateCamera(StageOp):
 
     ``parent`` = ``/World/Cameras`` (world mount) or the hand link (hand mount); ``pos`` m and
     ``quat`` in the parent's frame (USD cameras look along local -z with +y up, the convention of
-    :func:`sim2real.sim.geometry.look_at_matrix`). Lens in mm: ``focal_length_mm =
+    :func:`sim2real.contracts.geometry.look_at_matrix`). Lens in mm: ``focal_length_mm =
     vertical_aperture_mm / (2 tan(fovy / 2))`` with a fixed horizontal aperture and square
     pixels. Isaac: ``isaacsim.core.experimental.objects.Camera`` (+ ``set_focal_lengths``,
     ``set_apertures``, ``set_clipping_ranges``); rendering: ``rep.create.render_product(path,

@@ -12,7 +12,7 @@ import mujoco
 import numpy as np
 
 from sim2real.contracts.cell import OBJECT_TEXTURE_SIZE, SURFACE_TEXTURE_SIZE, SURFACES
-from sim2real.sim.geometry import look_at_matrix, matrix_to_quat_wxyz
+from sim2real.contracts.geometry import look_at_matrix, matrix_to_quat_wxyz
 from sim2real.sim.mujoco.scene import MAX_LIGHTS, object_texture
 from sim2real.sim.scene_spec import MaterialSpec, SceneSpec
 from sim2real.sim.textures import render_texture

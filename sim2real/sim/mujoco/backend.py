@@ -10,6 +10,7 @@ import mujoco
 import numpy as np
 
 from sim2real.contracts.actions import STATE_DIM
+from sim2real.contracts.geometry import matrix_to_rpy, rotation_error, yaw_to_quat_wxyz
 from sim2real.sim import shapes
 from sim2real.sim.backend import BackendConfig, ObjectState, PrivilegedState, parse_backend_options
 from sim2real.sim.control import (
@@ -21,7 +22,6 @@ from sim2real.sim.control import (
     target_pose,
     validate_action,
 )
-from sim2real.sim.geometry import matrix_to_rpy, rotation_error, yaw_to_quat_wxyz
 from sim2real.sim.mujoco.apply import SceneApplier
 from sim2real.sim.mujoco.render import OffscreenRenderer
 from sim2real.sim.mujoco.scene import BuildOptions, build_model, structure_key

@@ -1,4 +1,4 @@
-"""Rotation helpers shared by controllers, tasks and experts (pure numpy/scipy, no simulator).
+"""Rotation helpers shared by the controller, the backends, the experts and the remote mapping (pure numpy/scipy).
 
 Conventions: quaternions are scalar-first ``[w, x, y, z]`` (MuJoCo and USD order);
 Euler angles are extrinsic ``xyz`` roll/pitch/yaw in radians, i.e.
