@@ -1,5 +1,6 @@
-"""Train a policy (hydra). See configs/train.yaml; ``model=<type>`` chooses the registered policy
-type (``vla``, the default; ``bc``), ``model.<field>=...`` its settings.
+"""Train a policy (hydra). The keys, types and defaults are :class:`sim2real.training.config.TrainConfig`'s
+(``data.*``, ``train.*``, ``finetune.*``, ``output_dir``, ``progress``); ``model=<type>`` chooses the
+registered policy type (``vla``, the default; ``bc``), ``model.<field>=...`` its config class's fields.
 
 python train.py data.path=data/pick_place/zarr output_dir=runs/vla train.max_steps=20000
 python train.py model=bc data.path=data/pick_place/zarr output_dir=runs/bc
@@ -10,76 +11,44 @@ torchrun --nproc_per_node=2 train.py data.path=... output_dir=runs/ddp   # multi
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from sim2real.entrypoint import schema_defaults
+from sim2real.entrypoint import runtime_config, schema_defaults
 from sim2real.policies import POLICIES
-from sim2real.training.config import TrainConfig, from_settings
-
-_D = TrainConfig  # the defaults (class attributes of the dataclass)
+from sim2real.training.config import MODEL_FROM_DATA, TrainConfig
 
 
 @dataclass
-class DataSchema:
-    path: str = MISSING
-    cameras: list[str] = field(default_factory=lambda: list(_D.cameras))
-    history: int = _D.history
-    chunk: int = _D.chunk
-    max_episodes: int | None = _D.max_episodes
-    val_fraction: float = _D.val_fraction
-    successful_only: bool = _D.successful_only
-    workers: int | None = _D.loader_workers
-    batch_size: int = _D.batch_size
-    cache_dir: str | None = _D.cache_dir
-
-
-@dataclass
-class OptimSchema:
-    max_steps: int = _D.max_steps
-    lr: float = _D.lr
-    weight_decay: float = _D.weight_decay
-    warmup_steps: int = _D.warmup_steps
-    grad_clip: float = _D.grad_clip
-    ema_decay: float = _D.ema_decay
-    augment_shift: int = _D.augment_shift
-    val_every: int = _D.val_every
-    val_batches: int = _D.val_batches
-    checkpoint_every: int = _D.checkpoint_every
-    log_every: int = _D.log_every
-    seed: int = _D.seed
-    device: str = _D.device
-    mixed_precision: bool = _D.mixed_precision
-
-
-@dataclass
-class FinetuneSchema:
-    init_from: str | None = _D.finetune_from
-    mode: str = _D.finetune_mode
-
-
-@dataclass
-class TrainSchema:
-    """The typed schema hydra checks every override against."""
+class TrainSchema(TrainConfig):
+    """:class:`TrainConfig` with the defaults list that turns the entry-point guard on; ``model``
+    is the ``model`` group's choice."""
 
     defaults: list[Any] = field(default_factory=schema_defaults)
-    output_dir: str = _D.output_dir
-    data: DataSchema = field(default_factory=DataSchema)
-    model: Any = None  # the ``model`` group's choice: one registered policy type's config
-    train: OptimSchema = field(default_factory=OptimSchema)
-    finetune: FinetuneSchema = field(default_factory=FinetuneSchema)
-    progress: bool = _D.progress
+    model: Any = None
 
 
 def model_schema(name: str) -> type:
-    """The ``model=<name>`` group entry: the type's config class, plus ``type: <name>``."""
-    return dataclasses.make_dataclass(f"{name}_model", [("type", str, field(default=name))],
-                                      bases=(POLICIES.get(name).config_class,))  # fmt: skip
+    """The ``model=<name>`` group entry: ``type: <name>`` and the fields of the type's config class,
+    with their defaults; the fields ``data.*`` sets (:data:`MODEL_FROM_DATA`) are ``None`` (set
+    otherwise, the run refuses them). A plain dataclass: the run validates the values."""
+    config_class = POLICIES.get(name).config_class
+    types = typing.get_type_hints(config_class)
+    fields: list[tuple[str, Any, Any]] = [("type", str, field(default=name))]
+    for item in dataclasses.fields(config_class):
+        if item.name in MODEL_FROM_DATA:
+            fields.append((item.name, Any, field(default=None)))
+        else:
+            fields.append(
+                (item.name, types[item.name], field(default=item.default, default_factory=item.default_factory))
+            )
+    return dataclasses.make_dataclass(f"{name}_model", fields)
 
 
 ConfigStore.instance().store(name="train_schema", node=TrainSchema)
@@ -91,10 +60,10 @@ for _name in POLICIES.names():
 def main(cfg: DictConfig) -> None:
     from sim2real.training.run import train
 
-    raw = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(raw, dict)
-    sweep = HydraConfig.get().mode.name == "MULTIRUN"
-    summary = train(from_settings(raw, output_dir=HydraConfig.get().runtime.output_dir if sweep else None))
+    config = runtime_config(cfg, TrainConfig)
+    if HydraConfig.get().mode.name == "MULTIRUN":  # each run of a sweep writes into its job folder
+        config.output_dir = HydraConfig.get().runtime.output_dir
+    summary = train(config)
     if "val" not in summary:  # a non-zero rank under torchrun
         return
     val = summary["val"]

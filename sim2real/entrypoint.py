@@ -23,12 +23,12 @@ import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from sim2real.errors import Sim2RealError, UsageError, storage_error
 
@@ -39,10 +39,25 @@ OUTPUT_DIR_KEY = "output_dir"
 #: files hydra writes into a run's folders beside its job log and ``hydra.output_subdir``
 SWEEP_FILES = ("multirun.yaml",)
 
+T = TypeVar("T")
+
 
 def schema_defaults() -> list[Any]:
     """The defaults list of an entry point's schema dataclass: it turns :class:`EntryPointGuard` on."""
     return [{"override /hydra/callbacks": CALLBACKS_OPTION}]
+
+
+def runtime_config(cfg: DictConfig, expected: type[T]) -> T:
+    """The object an entry point runs with: its composed config as the schema dataclass
+    (``OmegaConf.to_object``). A required key left unset is refused in one line naming it."""
+    try:
+        config = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as error:
+        key = error.full_key or str(error.key)
+        raise UsageError(f"{key}=???: a value is required; set {key}=<value>") from None
+    if not isinstance(config, expected):
+        raise TypeError(f"the composed config is a {type(config).__name__}, not a {expected.__name__}")
+    return config
 
 
 def check_writable_folder(key: str, path: str | Path) -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from sim2real.datasets import DatasetError
 from sim2real.evaluation.closed_loop import evaluate_closed_loop
-from sim2real.evaluation.harness import EvaluationConfig, EvaluationError, run_evaluation
-from sim2real.evaluation.report import validate_metrics
+from sim2real.evaluation.document import MetricsDocument
+from sim2real.evaluation.harness import EvaluationConfig, EvaluationError, PolicyConfig, ReplayConfig, run_evaluation
 from sim2real.policies.checkpoint import CheckpointError
 
 
@@ -69,12 +69,12 @@ def test_forces_just_under_the_guardrails_let_the_expert_succeed(monkeypatch: py
 
 def test_report_has_metrics_plots_and_videos(tmp_path: Path) -> None:
     config = EvaluationConfig(
-        policy="expert", variants=("in_distribution", "objects"), tasks=("pick_place",), episodes_per_variant=2,
+        variants=["in_distribution", "objects"], tasks=["pick_place"], episodes_per_variant=2,
         output_dir=str(tmp_path / "eval"), videos=2, progress=False,
     )  # fmt: skip
     out = run_evaluation(config)
     metrics = json.loads((out / "metrics.json").read_text())
-    validate_metrics(metrics)
+    MetricsDocument.from_dict(metrics)
     assert set(metrics["closed_loop"]) == {"in_distribution", "objects"}
     assert metrics["reference_rows"]["random"]["in_distribution"] == 0.0
     assert "light_intensity" in metrics["factors"]
@@ -90,23 +90,26 @@ def test_report_has_metrics_plots_and_videos(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     from sim2real.generation import GenerationConfig, generate
+    from sim2real.training.config import DataConfig, OptimConfig
     from sim2real.training.run import TrainConfig, train
 
     root = tmp_path_factory.mktemp("vla")
     generate(GenerationConfig(task="all", num_episodes=3, shard_size=3, output_dir=str(root / "d"), progress=False,
                               formats=("zarr",)))  # fmt: skip
     tiny = {"vision_width": 8, "embed_dim": 32, "layers": 1, "heads": 2, "tokens_per_frame": 2, "language": "learned"}
-    train(TrainConfig(data_path=str(root / "d" / "zarr"), output_dir=str(root / "run"), model=tiny, max_steps=4,
-                      batch_size=4, loader_workers=0, val_every=4, checkpoint_every=4, progress=False))  # fmt: skip
+    train(TrainConfig(data=DataConfig(path=str(root / "d" / "zarr"), batch_size=4, workers=0), model=tiny,
+                      train=OptimConfig(max_steps=4, val_every=4, checkpoint_every=4), output_dir=str(root / "run"),
+                      progress=False))  # fmt: skip
     return root / "run" / "checkpoints" / "last"
 
 
 def test_a_vla_checkpoint_is_evaluated_with_the_real_replay_set(checkpoint: Path, tmp_path: Path,
                                                                 real_replay_dir: Path) -> None:  # fmt: skip
-    config = EvaluationConfig(policy="vla", checkpoint=str(checkpoint), tasks=("push",), episodes_per_variant=1,
-                              output_dir=str(tmp_path / "eval"), reference_rows=False, videos=1, progress=False,
-                              replay_path=str(real_replay_dir / "bridge_debug" / "bridge_dataset" / "1.0.0"),
-                              replay_mapping="bridge", replay_episodes=3)  # fmt: skip
+    bridge = real_replay_dir / "bridge_debug" / "bridge_dataset" / "1.0.0"
+    config = EvaluationConfig(policy=PolicyConfig(name="vla", checkpoint=str(checkpoint)), tasks=["push"],
+                              episodes_per_variant=1, output_dir=str(tmp_path / "eval"), reference_rows=False,
+                              videos=1, progress=False,
+                              replay=ReplayConfig(path=str(bridge), mapping="bridge", episodes=3))  # fmt: skip
     out = run_evaluation(config)
     replay = json.loads((out / "metrics.json").read_text())["replay"]
     assert replay["episodes"] == 3
@@ -130,12 +133,12 @@ def test_an_expert_evaluation_with_a_replay_set_of_another_embodiment(tmp_path: 
             episode = synthetic_episode(index, cameras=("front",))
             extras = {**episode.metadata.extras, "action_space": "joint_position"}
             writer.write(replace(episode, metadata=replace(episode.metadata, robot="xarm7", extras=extras)))
-    config = EvaluationConfig(policy="expert", tasks=("push",), episodes_per_variant=1, reference_rows=False,
+    config = EvaluationConfig(tasks=["push"], episodes_per_variant=1, reference_rows=False,
                               videos=0, progress=False, output_dir=str(tmp_path / "eval"),
-                              replay_path=str(tmp_path / "arm.zarr"))  # fmt: skip
+                              replay=ReplayConfig(path=str(tmp_path / "arm.zarr")))  # fmt: skip
     out = run_evaluation(config)
     metrics = json.loads((out / "metrics.json").read_text())
-    validate_metrics(metrics)
+    MetricsDocument.from_dict(metrics)
     replay = metrics["replay"]
     assert replay["open_loop"] is None and replay["dynamics"] is None and replay["visual_gap"] is None
     assert replay["skipped"]["dynamics"].startswith("actions are joint positions (7-D), not end-effector deltas")
@@ -147,7 +150,9 @@ def test_an_expert_evaluation_with_a_replay_set_of_another_embodiment(tmp_path: 
 
 
 def test_an_unknown_foreign_start_fails_before_any_rollout(tmp_path: Path) -> None:
-    config = EvaluationConfig(output_dir=str(tmp_path / "never"), progress=False, replay_foreign_start="nowhere")
+    config = EvaluationConfig(
+        output_dir=str(tmp_path / "never"), progress=False, replay=ReplayConfig(foreign_start="nowhere")
+    )
     with pytest.raises(EvaluationError, match=r"replay\.foreign_start='nowhere': expected one of workspace_fit"):
         run_evaluation(config)
     assert not (tmp_path / "never").exists()
@@ -158,29 +163,29 @@ def test_bad_requests_fail_before_any_rollout(checkpoint: Path, tmp_path: Path) 
     missing = tmp_path / "missing"
     absent = rf"policy\.checkpoint={re.escape(str(missing))}: no such checkpoint folder"
     with pytest.raises(EvaluationError, match=absent):
-        run_evaluation(replace(base, policy="vla", checkpoint=str(missing)))
+        run_evaluation(replace(base, policy=PolicyConfig(name="vla", checkpoint=str(missing))))
     with pytest.raises(EvaluationError, match=r"policy=vla needs policy\.checkpoint=<checkpoint folder>"):
-        run_evaluation(replace(base, policy="vla"))
+        run_evaluation(replace(base, policy=PolicyConfig(name="vla")))
     with pytest.raises(EvaluationError, match="unknown variant 'night'"):
-        run_evaluation(replace(base, variants=("night",)))
+        run_evaluation(replace(base, variants=["night"]))
     six_d = tmp_path / "six_d"
     shutil.copytree(checkpoint.resolve(), six_d)
     config = json.loads((six_d / "config.json").read_text())
     config["action"]["dim"] = 6
     (six_d / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=r"action dim mismatch: the checkpoint predicts 6-D actions, expected 7"):
-        run_evaluation(replace(base, policy="vla", checkpoint=str(six_d)))
-    vla = replace(base, policy="vla", checkpoint=str(checkpoint))
+        run_evaluation(replace(base, policy=PolicyConfig(name="vla", checkpoint=str(six_d))))
+    vla = PolicyConfig(name="vla", checkpoint=str(checkpoint))
     with pytest.raises(EvaluationError, match=r"policy\.execute_steps=9: must be in \[1, \d+\]"):
-        run_evaluation(replace(vla, execute_steps=9))
+        run_evaluation(replace(base, policy=replace(vla, execute_steps=9)))
     with pytest.raises(EvaluationError, match=r"policy\.temporal_ensemble=0\.1: .* needs policy\.execute_steps=1"):
-        run_evaluation(replace(vla, execute_steps=2, temporal_ensemble=0.1))
+        run_evaluation(replace(base, policy=replace(vla, execute_steps=2, temporal_ensemble=0.1)))
     with pytest.raises(EvaluationError, match=r"policy\.decoding='mode': expected one of argmax, expectation"):
-        run_evaluation(replace(vla, decoding="mode"))
+        run_evaluation(replace(base, policy=replace(vla, decoding="mode")))
     empty = tmp_path / "empty_replay"
     empty.mkdir()
     with pytest.raises(DatasetError, match=rf"{re.escape(str(empty))}: not a dataset of any known format"):
-        run_evaluation(replace(base, replay_path=str(empty)))
+        run_evaluation(replace(base, replay=ReplayConfig(path=str(empty))))
     assert not (tmp_path / "never" / "metrics.json").exists()
 
 
@@ -191,16 +196,36 @@ def test_unmappable_replay_keys_are_named(real_replay_dir: Path, tmp_path: Path)
         load_replay_set(real_replay_dir / "bridge_debug" / "bridge_dataset" / "1.0.0", "sim2real", 2)
 
 
-def test_policy_yaml_shows_the_closed_loop_action_selection():
-    """configs/policy/vla.yaml spells out the evaluation defaults; they must be the code's."""
+def test_evaluate_yamls_hold_no_defaults_of_their_own():
+    """configs/evaluate.yaml and configs/policy/*.yaml choose presets; every key and default is
+    EvaluationConfig's (action selection: CLOSED_LOOP_SELECTION; tasks: the task registry)."""
+    import importlib.util
+    import sys
     from dataclasses import asdict
 
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from sim2real.entrypoint import runtime_config
     from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION
-    from sim2real.evaluation.harness import EvaluationConfig
+    from sim2real.sim.tasks import TASKS
 
-    yaml = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "configs" / "policy" / "vla.yaml"))
+    configs = Path(__file__).parents[1] / "configs"
+    for path in (configs / "policy").glob("*.yaml"):
+        assert OmegaConf.to_container(OmegaConf.load(path)) == {"name": path.stem}, path.name
+    assert set(OmegaConf.to_container(OmegaConf.load(configs / "evaluate.yaml"))) == {"defaults", "output_dir", "hydra"}
+    if "evaluate_entry_point" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("evaluate_entry_point", configs.parent / "evaluate.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules[spec.name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    with initialize_config_dir(str(configs), version_base="1.3"):
+        config = runtime_config(
+            compose("evaluate", overrides=["policy=vla", "episodes_per_variant=3"]), EvaluationConfig
+        )
+    defaults = EvaluationConfig(policy=PolicyConfig(name="vla"), episodes_per_variant=3, output_dir="eval/vla")
+    composed = {k: v for k, v in asdict(config).items() if k not in ("defaults", "randomization")}
+    assert composed == {k: v for k, v in asdict(defaults).items() if k != "randomization"}
+    assert config.tasks == TASKS.names() == ["pick_place", "push", "stack"]
     selection = asdict(CLOSED_LOOP_SELECTION)
-    assert {k: yaml[k] for k in selection} == selection
-    assert {k: getattr(EvaluationConfig(), k) for k in selection} == selection
+    assert {k: getattr(config.policy, k) for k in selection} == selection

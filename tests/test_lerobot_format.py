@@ -404,12 +404,14 @@ def test_sim2real_convert_streams_and_refuses_in_one_line(lossless: Path, tmp_pa
 
 
 def test_train_py_trains_on_a_lerobot_dataset(generated: Path, tmp_path: Path) -> None:
+    from sim2real.training.config import DataConfig, OptimConfig
     from sim2real.training.run import TrainConfig, train
 
     tiny = {"vision_width": 8, "embed_dim": 32, "layers": 1, "heads": 2, "tokens_per_frame": 2, "language": "learned",
             "language_dim": 16, "language_buckets": 64, "dropout": 0.1}  # fmt: skip
-    config = TrainConfig(data_path=str(generated / "lerobot"), output_dir=str(tmp_path / "run"), model=tiny,
-                         max_steps=2, batch_size=4, loader_workers=0, warmup_steps=1, val_every=2, checkpoint_every=2,
-                         log_every=1, val_batches=1, val_fraction=0.25, progress=False)  # fmt: skip
+    config = TrainConfig(data=DataConfig(path=str(generated / "lerobot"), batch_size=4, workers=0, val_fraction=0.25),
+                         model=tiny, train=OptimConfig(max_steps=2, warmup_steps=1, val_every=2, checkpoint_every=2,
+                                                       log_every=1, val_batches=1),
+                         output_dir=str(tmp_path / "run"), progress=False)  # fmt: skip
     summary = train(config)
     assert summary["steps"] == 2

@@ -14,7 +14,7 @@ import pytest
 
 from sim2real.errors import UsageError
 from sim2real.evaluation.closed_loop import evaluate_closed_loop
-from sim2real.evaluation.harness import EvaluationConfig, run_evaluation
+from sim2real.evaluation.harness import EvaluationConfig, PolicyConfig, run_evaluation
 from sim2real.evaluation.policies import PolicySetupError, rollout_option_keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def test_kwargs_reach_the_class_and_an_object_is_used_as_it_is() -> None:
     ],
 )
 def test_a_bad_target_is_named_before_any_rollout(tmp_path: Path, target: str, named: str) -> None:
-    config = EvaluationConfig(policy="python", policy_options={"target": target}, tasks=("push",),
+    config = EvaluationConfig(policy=PolicyConfig(name="python", target=target), tasks=["push"],
                               episodes_per_variant=1, output_dir=str(tmp_path / "never"), progress=False)  # fmt: skip
     with pytest.raises(PolicySetupError) as caught:
         run_evaluation(config)
@@ -103,11 +103,11 @@ def test_bad_kwargs_and_an_unknown_policy_are_named(tmp_path: Path) -> None:
     base = EvaluationConfig(tasks=("push",), episodes_per_variant=1, output_dir=str(tmp_path / "never"),
                             progress=False)  # fmt: skip
     with pytest.raises(PolicySetupError, match=r"policy\.kwargs=\{'speed': 2\}.*unexpected keyword"):
-        run_evaluation(replace(base, policy="python", policy_options={"target": f"{HERE}:Still",
-                                                                     "kwargs": {"speed": 2}}))  # fmt: skip
+        run_evaluation(replace(base, policy=PolicyConfig(name="python", target=f"{HERE}:Still",
+                                                         kwargs={"speed": 2})))  # fmt: skip
     known = "bc, expert, python, random, remote, vla"
     with pytest.raises(UsageError, match=rf"unknown policy 'pi0'; known policies: {known}"):
-        run_evaluation(replace(base, policy="pi0"))
+        run_evaluation(replace(base, policy=PolicyConfig(name="pi0")))
     assert not (tmp_path / "never").exists()
 
 

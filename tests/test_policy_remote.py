@@ -25,7 +25,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 from sim2real.contracts.geometry import matrix_to_rpy, rpy_to_matrix
 from sim2real.evaluation.closed_loop import evaluate_closed_loop
-from sim2real.evaluation.harness import EvaluationConfig, run_evaluation
+from sim2real.evaluation.harness import EvaluationConfig, PolicyConfig, run_evaluation
 from sim2real.evaluation.policies import PolicySetupError
 from sim2real.registry import UnknownNameError
 from sim2real.remote.client import RemotePolicyClient, ReplyTimeoutError, ServerError, server_uri
@@ -235,7 +235,7 @@ def test_a_failing_server_ends_that_episode_as_a_counted_error(make_server: Call
                 15: "hang"}.get(n, chunk())  # fmt: skip
 
     server = make_server(behaviour)
-    config = EvaluationConfig(policy="remote", policy_options=_options(server, reply_timeout=0.5), tasks=("push",),
+    config = EvaluationConfig(policy=PolicyConfig(name="remote", **_options(server, reply_timeout=0.5)), tasks=["push"],
                               episodes_per_variant=4, reference_rows=False, videos=0, output_dir=str(tmp_path),
                               progress=False)  # fmt: skip
     start = time.perf_counter()
@@ -255,7 +255,7 @@ def test_a_failing_server_ends_that_episode_as_a_counted_error(make_server: Call
 
 
 def _refused(tmp_path: Path, options: dict[str, Any]) -> str:
-    config = EvaluationConfig(policy="remote", policy_options=options, tasks=("push",), episodes_per_variant=1,
+    config = EvaluationConfig(policy=PolicyConfig(name="remote", **options), tasks=["push"], episodes_per_variant=1,
                               output_dir=str(tmp_path / "never"), progress=False)  # fmt: skip
     with pytest.raises(PolicySetupError) as caught:
         run_evaluation(config)
@@ -304,12 +304,12 @@ def test_a_wrong_or_missing_api_key_is_named(make_server: Callable[..., FakeServ
 
 
 def test_bad_remote_settings_are_named(tmp_path: Path) -> None:
-    config = EvaluationConfig(policy="remote", policy_options={"mapping": "droid"}, tasks=("push",),
+    config = EvaluationConfig(policy=PolicyConfig(name="remote", mapping="droid"), tasks=["push"],
                               output_dir=str(tmp_path / "never"), progress=False)  # fmt: skip
     with pytest.raises(UnknownNameError, match="known remote mappings: libero, sim2real"):
         run_evaluation(config)
     with pytest.raises(PolicySetupError, match=r"policy\.replan_steps=0: must be >= 1"):
-        run_evaluation(replace(config, policy_options={"replan_steps": 0}))
+        run_evaluation(replace(config, policy=PolicyConfig(name="remote", replan_steps=0)))
 
 
 def test_the_command_line_names_a_missing_server_in_one_line(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from sim2real.generation import GenerationConfig, generate
+from sim2real.training.config import DataConfig, OptimConfig
 from sim2real.training.run import TrainConfig, TrainingError, TrainSettingError, train
 from sim2real.training.sweep import summarize_sweep
 
@@ -28,18 +29,26 @@ def data(tmp_path_factory) -> Path:
     return out / "zarr"
 
 
-def _config(data: Path, out: Path, **overrides: object) -> TrainConfig:
-    base = TrainConfig(data_path=str(data), output_dir=str(out), model=TINY, max_steps=8, batch_size=4,
-                       loader_workers=0, warmup_steps=2, val_every=4, checkpoint_every=4, log_every=1,
-                       val_batches=2, val_fraction=0.34, progress=False)  # fmt: skip
-    return replace(base, **overrides)
+def _config(data: Path, out: Path, overrides: dict[str, object] | None = None) -> TrainConfig:
+    """A tiny run on ``data`` into ``out``; ``overrides`` by command-line key (``{"train.max_steps": 4}``)."""
+    config = TrainConfig(data=DataConfig(path=str(data), batch_size=4, workers=0, val_fraction=0.34), model=dict(TINY),
+                         train=OptimConfig(max_steps=8, warmup_steps=2, val_every=4, checkpoint_every=4, log_every=1,
+                                           val_batches=2),
+                         output_dir=str(out), progress=False)  # fmt: skip
+    for key, value in (overrides or {}).items():
+        group, name = key.split(".")
+        if group == "model":
+            config.model[name] = value
+        else:
+            setattr(getattr(config, group), name, value)
+    return config
 
 
 @pytest.fixture(scope="module")
 def source(data: Path, tmp_path_factory) -> Path:
     """A checkpoint to fine-tune from: 4 steps on ``data``."""
     out = tmp_path_factory.mktemp("source") / "run"
-    train(_config(data, out, max_steps=4))
+    train(_config(data, out, {"train.max_steps": 4}))
     return out / "checkpoints" / "last"
 
 
@@ -83,11 +92,11 @@ def test_a_killed_run_resumes_on_the_same_loss_curve(data: Path, tmp_path: Path,
 
 def test_bc_trains_resumes_after_a_kill_on_the_same_curve_fine_tunes_and_evaluates(data: Path, tmp_path: Path,
                                                                                    monkeypatch) -> None:  # fmt: skip
-    from sim2real.evaluation.harness import EvaluationConfig, EvaluationError, run_evaluation
+    from sim2real.evaluation.harness import EvaluationConfig, EvaluationError, PolicyConfig, run_evaluation
     from sim2real.policies import load_checkpoint
 
     straight = tmp_path / "straight"
-    summary = train(_config(data, straight, policy="bc"))
+    summary = train(_config(data, straight, {"model.type": "bc"}))
     assert np.isfinite(summary["val"]["loss"]) and 0 <= summary["val"]["token_accuracy"] <= 1
     assert load_checkpoint(straight / "checkpoints" / "last").policy == "bc"
     import sim2real.policies.training as training
@@ -102,58 +111,92 @@ def test_bc_trains_resumes_after_a_kill_on_the_same_curve_fine_tunes_and_evaluat
     killed = tmp_path / "killed"
     monkeypatch.setattr(training, "train_step", crash_at_six)
     with pytest.raises(KeyboardInterrupt):
-        train(_config(data, killed, policy="bc"))
+        train(_config(data, killed, {"model.type": "bc"}))
     monkeypatch.setattr(training, "train_step", original)
-    train(_config(data, killed, policy="bc"))
+    train(_config(data, killed, {"model.type": "bc"}))
     assert _losses(killed) == _losses(straight)
     weights = Path("checkpoints") / "last" / "model.safetensors"
     assert (killed / weights).read_bytes() == (straight / weights).read_bytes()
 
     source = str(straight / "checkpoints" / "last")
     with pytest.raises(TrainSettingError, match=r"a bc checkpoint, model=vla; fine-tune it with model=bc"):
-        train(_config(data, tmp_path / "wrong", finetune_from=source))
-    tuned = train(_config(data, tmp_path / "ft", policy="bc", max_steps=4, finetune_from=source))
+        train(_config(data, tmp_path / "wrong", {"finetune.init_from": source}))
+    tuned = train(
+        _config(data, tmp_path / "ft", {"model.type": "bc", "train.max_steps": 4, "finetune.init_from": source})
+    )
     assert 0 < tuned["frozen"]["trainable"] < tuned["frozen"]["total"]
 
-    config = EvaluationConfig(policy="bc", checkpoint=source, tasks=("push",), episodes_per_variant=1,
+    config = EvaluationConfig(policy=PolicyConfig(name="bc", checkpoint=source), tasks=["push"], episodes_per_variant=1,
                               output_dir=str(tmp_path / "eval"), reference_rows=False, videos=0,
                               progress=False)  # fmt: skip
     metrics = json.loads((run_evaluation(config) / "metrics.json").read_text())
     assert metrics["policy"]["name"] == "bc" and metrics["closed_loop"]["in_distribution"]["push"]["trials"] == 1
     assert (tmp_path / "eval" / "attention.png").is_file()
     with pytest.raises(EvaluationError, match=r"a bc checkpoint; evaluate it with policy=bc"):
-        run_evaluation(replace(config, policy="vla"))
+        run_evaluation(replace(config, policy=PolicyConfig(name="vla", checkpoint=source)))
 
 
 def test_an_unknown_policy_type_or_a_setting_of_another_type_is_named(data: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainSettingError, match=r"model=diffusion: not a policy type; known: bc, vla"):
-        train(_config(data, tmp_path / "a", policy="diffusion"))
+        train(_config(data, tmp_path / "a", {"model.type": "diffusion"}))
     with pytest.raises(TrainSettingError, match=r"model\.bins: not a setting of model=bc"):
-        train(_config(data, tmp_path / "b", policy="bc", model={**TINY, "bins": 64}))
+        train(_config(data, tmp_path / "b", {"model.type": "bc", "model.bins": 64}))
 
 
 def test_resuming_with_other_settings_is_refused_before_any_work(data: Path, tmp_path: Path, monkeypatch) -> None:
     run = tmp_path / "run"
-    train(_config(data, run, max_steps=4))
+    train(_config(data, run, {"train.max_steps": 4}))
     import sim2real.training.run as run_module
 
     monkeypatch.setattr(run_module, "load_training_data", lambda *a, **k: pytest.fail("data loaded before the check"))
-    with pytest.raises(TrainingError, match=r"other settings \(batch_size 4 -> 2, lr 0.0003 -> 0.001\)"):
-        train(_config(data, run, max_steps=8, batch_size=2, lr=1e-3))
+    with pytest.raises(TrainingError, match=r"other settings \(data\.batch_size 4 -> 2, train\.lr 0\.0003 -> 0\.001\)"):
+        train(_config(data, run, {"train.max_steps": 8, "data.batch_size": 2, "train.lr": 1e-3}))
     monkeypatch.undo()
-    summary = train(_config(data, run, max_steps=6, loader_workers=1))  # more steps, another loader: resumes
+    summary = train(
+        _config(data, run, {"train.max_steps": 6, "data.workers": 1})
+    )  # more steps, another loader: resumes
     assert summary["steps"] == 6 and len(_losses(run)) == 6
 
 
 def test_a_run_saved_before_successful_only_existed_resumes(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    train(_config(data, run, max_steps=4))
+    train(_config(data, run, {"train.max_steps": 4}))
     saved = json.loads((run / "train_config.json").read_text())
-    del saved["successful_only"]  # a run from before the setting: every episode was used
+    del saved["data"]["successful_only"]  # a run from before the setting: every episode was used
     (run / "train_config.json").write_text(json.dumps(saved))
-    assert train(_config(data, run, max_steps=6))["steps"] == 6
+    assert train(_config(data, run, {"train.max_steps": 6}))["steps"] == 6
     with pytest.raises(TrainingError, match="successful_only False -> True"):
-        train(_config(data, run, max_steps=8, successful_only=True))
+        train(_config(data, run, {"train.max_steps": 8, "data.successful_only": True}))
+
+
+#: a ``train_config.json`` as runs saved it before the settings were grouped (flat field names)
+FLAT_SAVED_CONFIG = {
+    "data_path": "DATA", "output_dir": "OUT", "cameras": ["front", "wrist"], "history": 1, "chunk": 4,
+    "max_episodes": None, "val_fraction": 0.34, "successful_only": False, "loader_workers": 0, "batch_size": 4,
+    "cache_dir": None, "policy": "vla", "model": TINY, "max_steps": 4, "lr": 0.0003, "weight_decay": 0.05,
+    "warmup_steps": 2, "grad_clip": 1.0, "ema_decay": 0.999, "augment_shift": 4, "val_every": 4, "val_batches": 2,
+    "checkpoint_every": 4, "log_every": 1, "seed": 0, "device": "auto", "mixed_precision": True,
+    "finetune_from": None, "finetune_mode": "head", "progress": False,
+}  # fmt: skip
+
+
+def test_a_run_saved_with_the_flat_config_layout_resumes(data: Path, tmp_path: Path) -> None:
+    from sim2real.training.config import saved_settings
+
+    run = tmp_path / "run"
+    config = _config(data, run, {"train.max_steps": 4})
+    assert saved_settings({**FLAT_SAVED_CONFIG, "data_path": str(data), "output_dir": str(run)}) == {
+        k: v for k, v in config.settings().items() if not (k.startswith("model.") and v is None)
+    }
+    train(config)
+    flat = {**FLAT_SAVED_CONFIG, "data_path": str(data), "output_dir": str(run)}
+    (run / "train_config.json").write_text(json.dumps(flat))
+    with pytest.raises(TrainSettingError, match=r"other settings \(train\.lr 0\.0003 -> 0\.001\)"):
+        train(_config(data, run, {"train.max_steps": 6, "train.lr": 1e-3}))
+    summary = train(_config(data, run, {"train.max_steps": 6, "data.workers": 1}))
+    assert summary["steps"] == 6 and len(_losses(run)) == 6
+    saved = json.loads((run / "train_config.json").read_text())
+    assert saved["data"]["workers"] == 1 and saved["finetune"]["init_from"] is None
 
 
 def test_successful_only_drops_the_unsuccessful_episodes() -> None:
@@ -162,14 +205,14 @@ def test_successful_only_drops_the_unsuccessful_episodes() -> None:
     from sim2real.training.run import _select_episodes
 
     data = SimpleNamespace(num_episodes=10, success=np.array([True, False] * 5))
-    config = TrainConfig(data_path="d", val_fraction=0.2, seed=3)
+    config = TrainConfig(data=DataConfig(path="d", val_fraction=0.2), train=OptimConfig(seed=3))
     every_train, every_val = _select_episodes(config, data)
     assert sorted(every_train + every_val) == list(range(10))
-    kept_train, kept_val = _select_episodes(replace(config, successful_only=True), data)
+    kept_train, kept_val = _select_episodes(replace(config, data=replace(config.data, successful_only=True)), data)
     assert kept_train == [e for e in every_train if e % 2 == 0] and kept_val == [e for e in every_val if e % 2 == 0]
     failed = SimpleNamespace(num_episodes=4, success=np.zeros(4, bool))
     with pytest.raises(TrainingError, match=r"data\.successful_only: no training episode of d is marked successful"):
-        _select_episodes(replace(config, successful_only=True), failed)
+        _select_episodes(replace(config, data=replace(config.data, successful_only=True)), failed)
 
 
 def test_a_nan_loss_stops_and_names_the_step_and_last_good_checkpoint(data: Path, tmp_path: Path, monkeypatch) -> None:
@@ -190,17 +233,17 @@ def test_a_nan_loss_stops_and_names_the_step_and_last_good_checkpoint(data: Path
 
 def test_bad_inputs_are_clear_errors(data: Path, source: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="known model settings"):
-        train(_config(data, tmp_path / "a", model={**TINY, "width_multiplier": 2}))
+        train(_config(data, tmp_path / "a", {"model.width_multiplier": 2}))
     absent = tmp_path / "absent"
     with pytest.raises(TrainSettingError, match=rf"data\.path={re.escape(str(absent))}: no such file or directory"):
         train(_config(absent, tmp_path / "b"))
     cameras = r"the checkpoint uses cameras \['front', 'wrist'\], data\.cameras=\[front\]; use the same"
     with pytest.raises(TrainSettingError, match=rf"finetune\.init_from={re.escape(str(source))}: {cameras}"):
-        train(_config(data, tmp_path / "c", cameras=("front",), finetune_from=str(source)))
+        train(_config(data, tmp_path / "c", {"data.cameras": ("front",), "finetune.init_from": str(source)}))
 
 
 def test_finetuning_from_a_checkpoint_freezes_the_encoders(data: Path, source: Path, tmp_path: Path) -> None:
-    summary = train(_config(data, tmp_path / "ft", max_steps=4, finetune_from=str(source)))
+    summary = train(_config(data, tmp_path / "ft", {"train.max_steps": 4, "finetune.init_from": str(source)}))
     assert 0 < summary["frozen"]["trainable"] < summary["frozen"]["total"]
 
 
@@ -208,10 +251,10 @@ def test_finetuning_starts_from_the_weights_of_finetune_init_from(data: Path, so
     from sim2real.policies import load_checkpoint
     from sim2real.policies.training import freeze_for_finetune
 
-    config = _config(data, tmp_path / "ft", max_steps=4, finetune_from=str(source))
+    config = _config(data, tmp_path / "ft", {"train.max_steps": 4, "finetune.init_from": str(source)})
     train(config)
     tuned = load_checkpoint(tmp_path / "ft" / "checkpoints" / "last").model
-    freeze_for_finetune(tuned, config.finetune_mode)
+    freeze_for_finetune(tuned, config.finetune.mode)
     frozen = [name for name, param in tuned.named_parameters() if not param.requires_grad]
     assert len(frozen) > 10
     start, end = load_checkpoint(source).model.state_dict(), tuned.state_dict()
@@ -244,29 +287,43 @@ def test_torchrun_ddp_with_two_gloo_processes(data: Path, tmp_path: Path) -> Non
     assert len(_losses(out)) == 4
 
 
-def test_train_yaml_shows_the_training_defaults():
-    """configs/train.yaml spells out the defaults for readers; they must be TrainConfig's."""
+def test_train_yaml_holds_no_defaults_of_its_own():
+    """configs/train.yaml chooses the schema and the model type; every key and default is TrainConfig's,
+    and the composed config is a TrainConfig carrying them."""
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from sim2real.entrypoint import runtime_config
     from sim2real.policies.vla.config import VLAConfig
 
-    yaml = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "configs" / "train.yaml"))
-    defaults = TrainConfig(data_path="x")
-    renamed = {"workers": "loader_workers"}
-    for key, value in yaml["data"].items():
-        if key != "path":
-            expected = getattr(defaults, renamed.get(key, key))
-            assert value == (list(expected) if isinstance(expected, tuple) else expected), f"data.{key}"
-    for key, value in yaml["train"].items():
-        assert value == getattr(defaults, key), f"train.{key}"
-    assert yaml["finetune"] == {"init_from": defaults.finetune_from, "mode": defaults.finetune_mode}
-    assert yaml["output_dir"] == defaults.output_dir and yaml["progress"] == defaults.progress
+    configs = Path(__file__).parents[1] / "configs"
+    yaml = OmegaConf.to_container(OmegaConf.load(configs / "train.yaml"))
+    assert set(yaml) == {"defaults", "hydra"} and yaml["defaults"][1] == {"model": "vla"}
+    _load_train_entry_point()
+    with initialize_config_dir(str(configs), version_base="1.3"):
+        config = runtime_config(compose("train", overrides=["data.path=d", "data.workers=3"]), TrainConfig)
+    defaults = TrainConfig(data=DataConfig(path="d", workers=3))
+    assert (config.data, config.train, config.finetune) == (defaults.data, defaults.train, defaults.finetune)
+    assert (config.output_dir, config.progress, config.policy) == (defaults.output_dir, defaults.progress, "vla")
     model_defaults = VLAConfig()
-    assert yaml["defaults"][1] == {"model": "vla"} and defaults.policy == "vla"
-    for key, value in yaml["model"].items():
-        assert value == getattr(model_defaults, key), f"model.{key}"
-    assert (model_defaults.history, model_defaults.chunk) == (defaults.history, defaults.chunk)
-    assert list(model_defaults.cameras) == list(defaults.cameras)
+    for key, value in config.model.items():
+        assert key == "type" or value == getattr(model_defaults, key) or value is None, f"model.{key}"
+    assert (model_defaults.history, model_defaults.chunk) == (defaults.data.history, defaults.data.chunk)
+    assert list(model_defaults.cameras) == list(defaults.data.cameras)
+
+
+def _load_train_entry_point() -> None:
+    """Import train.py (it registers its schema and model groups)."""
+    import importlib.util
+    import sys
+
+    if "train_entry_point" in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location("train_entry_point", Path(__file__).parents[1] / "train.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
 
 
 def test_loader_workers_default_to_in_process_on_the_cpu():
@@ -286,4 +343,6 @@ def test_a_negative_worker_count_is_refused_before_any_work(tmp_path: Path, monk
 
     monkeypatch.setattr(run_module, "load_training_data", lambda *a, **k: pytest.fail("data loaded before the check"))
     with pytest.raises(TrainingError, match=r"data\.workers=-2"):
-        train(TrainConfig(data_path=str(tmp_path / "missing"), output_dir=str(tmp_path / "run"), loader_workers=-2))
+        train(
+            TrainConfig(data=DataConfig(path=str(tmp_path / "missing"), workers=-2), output_dir=str(tmp_path / "run"))
+        )

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from sim2real.errors import UsageError
-from sim2real.evaluation.action_selection import CLOSED_LOOP_SELECTION as _SELECTION
 from sim2real.evaluation.closed_loop import NO_MILESTONE, EpisodeResult, evaluate_closed_loop
 from sim2real.evaluation.metrics import (
     RankingInputError,
@@ -23,7 +22,7 @@ from sim2real.evaluation.metrics import (
     factor_breakdown,
     ranking_agreement,
 )
-from sim2real.evaluation.policies import is_trained_policy
+from sim2real.evaluation.policies import PolicyConfig, is_trained_policy
 from sim2real.evaluation.replay import FOREIGN_STARTS
 from sim2real.evaluation.report import closed_loop_entry, new_metrics, write_report, write_video
 from sim2real.randomizers import VARIANTS
@@ -35,34 +34,43 @@ class EvaluationError(UsageError, ValueError):
     """An evaluation request that cannot run; raised before any rollout."""
 
 
-@dataclass(frozen=True)
+@dataclass
+class ReplayConfig:
+    """``replay.*``: the real-robot replay set."""
+
+    path: str | None = None  # a real-robot dataset: RLDS folder, Zarr, HDF5 (any readable format)
+    mapping: str | None = None  # RLDS mapping name, e.g. bridge
+    episodes: int = 25
+    foreign_start: str = FOREIGN_STARTS[0]  # another robot's dynamics replay starts: workspace_fit | recorded_ee
+
+
+@dataclass
+class RankingConfig:
+    """``ranking.*``: sim-vs-real ranking agreement."""
+
+    real_success_csv: str | None = None  # CSV: policy,real_success[,metrics_json]
+
+
+@dataclass
 class EvaluationConfig:
-    policy: str = "expert"
-    checkpoint: str | None = None
-    # trained policies (vla, bc): ACT temporal ensemble weight m (None: off); chunk actions played
-    # open loop per prediction; decoding (vla: expectation | argmax; bc: expectation)
-    temporal_ensemble: float | None = _SELECTION.temporal_ensemble
-    execute_steps: int = _SELECTION.execute_steps
-    decoding: str = _SELECTION.decoding
-    variants: tuple[str, ...] = ("in_distribution",)
-    tasks: tuple[str, ...] = ("pick_place", "push", "stack")
-    episodes_per_variant: int = 20
+    """``evaluate.py``'s settings, by their command-line keys; ``tasks`` defaults to every registered task."""
+
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    # in_distribution, textures, lighting, camera, distractors, objects, instructions
+    variants: list[str] = field(default_factory=lambda: ["in_distribution"])
+    tasks: list[str] = field(default_factory=TASKS.names)
+    episodes_per_variant: int = 20  # per task and variant
     workers: int = 1
-    seed: int = 1000
-    randomization: str | dict[str, Any] = "default"  # a preset name or a preset's data
-    output_dir: str = "eval/run"
-    reference_rows: bool = True
-    videos: int = 4
-    replay_path: str | None = None
-    replay_mapping: str | None = None
-    replay_episodes: int = 25
-    replay_foreign_start: str = FOREIGN_STARTS[0]  # another robot's dynamics replay (replay.FOREIGN_STARTS)
-    real_success_csv: str | None = None
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-    policy_options: dict[str, Any] = field(default_factory=dict)  # python / remote: their policy.* settings
-    backend: str = "mujoco"
+    seed: int = 1000  # evaluation scenes: seeds apart from generation's
+    randomization: Any = "default"  # a preset name or a preset's data (randomization=<preset>)
+    backend: str = "mujoco"  # mujoco | isaac (docs/isaac.md)
     backend_options: dict[str, Any] = field(default_factory=dict)  # the backend's own settings (its options class)
+    output_dir: str = "eval/run"
+    reference_rows: bool = True  # the expert and a random policy on the same seeds
+    videos: int = 4
+    progress: bool = True
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
 
 
 def validate(config: EvaluationConfig) -> None:
@@ -70,7 +78,7 @@ def validate(config: EvaluationConfig) -> None:
     from sim2real.evaluation.policies import check_rollout_policy
     from sim2real.randomizers import resolve_randomization
 
-    trained = is_trained_policy(config.policy)
+    trained = is_trained_policy(config.policy.name)
     for variant in config.variants:
         if variant not in VARIANTS:
             raise EvaluationError(f"unknown variant {variant!r}; known variants: {list(VARIANTS)}")
@@ -89,35 +97,36 @@ def validate(config: EvaluationConfig) -> None:
     if trained:
         _check_checkpoint(config)
     check_rollout_policy(
-        config.policy, dict(config.policy_options), config.tasks[0], config.seed, config.randomization
+        config.policy.name, config.policy.rollout_options(), config.tasks[0], config.seed, config.randomization
     )  # python / remote: import, methods, server, metadata, one action
-    if config.replay_foreign_start not in FOREIGN_STARTS:
+    if config.replay.foreign_start not in FOREIGN_STARTS:
         raise EvaluationError(
-            f"replay.foreign_start={config.replay_foreign_start!r}: expected one of {', '.join(FOREIGN_STARTS)}"
+            f"replay.foreign_start={config.replay.foreign_start!r}: expected one of {', '.join(FOREIGN_STARTS)}"
         )
-    if config.real_success_csv and not Path(config.real_success_csv).is_file():
-        raise EvaluationError(f"ranking.real_success_csv: no such file {config.real_success_csv}")
+    if config.ranking.real_success_csv and not Path(config.ranking.real_success_csv).is_file():
+        raise EvaluationError(f"ranking.real_success_csv: no such file {config.ranking.real_success_csv}")
 
 
 def _check_checkpoint(config: EvaluationConfig) -> None:
     """The checkpoint loads whole (weights included), is of the policy type evaluated, acts in the
     env's 7-D layout, and fits the action-selection options; a file that does not load is named
     before any rollout."""
-    checkpoint = config.checkpoint
+    checkpoint = config.policy.checkpoint
     if not checkpoint:
-        raise EvaluationError(f"policy={config.policy} needs policy.checkpoint=<checkpoint folder>")
+        raise EvaluationError(f"policy={config.policy.name} needs policy.checkpoint=<checkpoint folder>")
     if not Path(checkpoint).exists():
         raise EvaluationError(f"policy.checkpoint={checkpoint}: no such checkpoint folder")
     from sim2real.policies.checkpoint import load_checkpoint
     from sim2real.policies.inference import check_action_selection
 
     loaded = load_checkpoint(checkpoint, expected_action_dim=7)
-    if loaded.policy != config.policy:
+    if loaded.policy != config.policy.name:
         raise EvaluationError(f"policy.checkpoint={checkpoint}: a {loaded.policy} checkpoint; evaluate it with "
                               f"policy={loaded.policy}")  # fmt: skip
     try:
-        check_action_selection(loaded.config.chunk, config.execute_steps, config.temporal_ensemble, config.decoding,
-                               "policy.", decodings=loaded.model.decodings)  # fmt: skip
+        selection = config.policy
+        check_action_selection(loaded.config.chunk, selection.execute_steps, selection.temporal_ensemble,
+                               selection.decoding, "policy.", decodings=loaded.model.decodings)  # fmt: skip
     except ValueError as error:
         raise EvaluationError(str(error)) from error
 
@@ -171,7 +180,7 @@ def _videos(results: list[EpisodeResult], out: Path, count: int) -> dict[str, Pa
 
 def _attention(config: EvaluationConfig, out: Path) -> Path | None:
     """Where the policy looks for one instruction: TokenLearner maps over the first scene."""
-    if not is_trained_policy(config.policy):
+    if not is_trained_policy(config.policy.name):
         return None
     import torch
     from PIL import Image
@@ -181,7 +190,7 @@ def _attention(config: EvaluationConfig, out: Path) -> Path | None:
     from sim2real.policies import load_policy
     from sim2real.randomizers import resolve_randomization, sample_scene
 
-    policy = load_policy(config.checkpoint)
+    policy = load_policy(config.policy.checkpoint)
     task = config.tasks[0]
     preset = resolve_randomization(config.randomization)
     env = Sim2RealEnv(task, randomization=preset)
@@ -210,13 +219,14 @@ def _attention(config: EvaluationConfig, out: Path) -> Path | None:
 def _ranking(config: EvaluationConfig, metrics: dict[str, Any]) -> dict[str, Any] | None:
     """CSV rows ``policy,real_success[,metrics_json]``: sim rate from that policy's metrics.json
     (in-distribution mean over tasks), or from this run for the evaluated policy."""
-    if not config.real_success_csv:
+    csv_path = config.ranking.real_success_csv
+    if not csv_path:
         return None
     names, sim, real = [], [], []
-    with open(config.real_success_csv, newline="") as handle:
+    with open(csv_path, newline="") as handle:
         for row in csv.DictReader(handle):
             if "policy" not in row or "real_success" not in row:
-                raise EvaluationError(f"{config.real_success_csv}: expected columns policy,real_success[,metrics_json]")
+                raise EvaluationError(f"{csv_path}: expected columns policy,real_success[,metrics_json]")
             source = metrics if not row.get("metrics_json") else json.loads(Path(row["metrics_json"]).read_text())
             rates = [t["rate"] for t in source["closed_loop"]["in_distribution"].values()]
             names.append(row["policy"])
@@ -225,13 +235,13 @@ def _ranking(config: EvaluationConfig, metrics: dict[str, Any]) -> dict[str, Any
                 real.append(float(row["real_success"]))
             except (TypeError, ValueError):
                 raise EvaluationError(
-                    f"{config.real_success_csv}: real_success of policy {row['policy']!r} is "
+                    f"{csv_path}: real_success of policy {row['policy']!r} is "
                     f"{row['real_success']!r}; expected a fraction in [0, 1]"
                 ) from None
     try:
         block = ranking_agreement(np.array(sim), np.array(real), policies=names)
     except RankingInputError as error:  # a NaN, infinite or out-of-range rate; the message names the policy
-        raise EvaluationError(f"{config.real_success_csv}: {error}") from error
+        raise EvaluationError(f"{csv_path}: {error}") from error
     block.update(policies=names, sim=sim, real=real)
     return block
 
@@ -240,33 +250,30 @@ def run_evaluation(config: EvaluationConfig) -> Path:
     """Run everything and write the report; return the report folder."""
     validate(config)
     replay_set = None
-    if config.replay_path:
+    if config.replay.path:
         from sim2real.evaluation.replay import load_replay_set
 
-        replay_set = load_replay_set(config.replay_path, config.replay_mapping, config.replay_episodes)
+        replay_set = load_replay_set(config.replay.path, config.replay.mapping, config.replay.episodes)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    options: dict[str, Any] = dict(config.policy_options)
-    trained = is_trained_policy(config.policy)
-    if trained:
-        options = {"checkpoint": config.checkpoint, "temporal_ensemble": config.temporal_ensemble,
-                   "execute_steps": config.execute_steps, "decoding": config.decoding}  # fmt: skip
-        if config.workers > 1:  # one torch thread per worker process: no oversubscription
-            options["num_threads"] = 1
+    options = config.policy.rollout_options()
+    trained = is_trained_policy(config.policy.name)
+    if trained and config.workers > 1:  # one torch thread per worker process: no oversubscription
+        options["num_threads"] = 1
     start = time.perf_counter()
-    results = evaluate_closed_loop(config.policy, options, list(config.variants), list(config.tasks),
+    results = evaluate_closed_loop(config.policy.name, options, list(config.variants), list(config.tasks),
                                    config.episodes_per_variant, config.seed, config.randomization, config.workers,
                                    config.videos, config.progress, config.backend,
                                    config.backend_options)  # fmt: skip
     rollout_seconds = time.perf_counter() - start
-    metrics = new_metrics(config.policy, config.checkpoint, config.seed, config.episodes_per_variant)
+    metrics = new_metrics(config.policy.name, config.policy.checkpoint, config.seed, config.episodes_per_variant)
     metrics["closed_loop"] = _closed_loop_block(results)
     metrics["factors"] = _factor_block(results)
     metrics["timing"] = {"rollout_seconds": rollout_seconds, "episodes": len(results),
                          "steps_per_second": sum(r.length for r in results) / rollout_seconds}  # fmt: skip
     if config.reference_rows:
         for name in ("expert", "random"):
-            if name == config.policy:
+            if name == config.policy.name:
                 continue
             reference = evaluate_closed_loop(name, {}, ["in_distribution"], list(config.tasks),
                                              config.episodes_per_variant, config.seed, config.randomization,
@@ -282,11 +289,11 @@ def run_evaluation(config: EvaluationConfig) -> Path:
         from sim2real.evaluation.replay import replay_metrics
         from sim2real.policies import load_policy
 
-        policy = load_policy(config.checkpoint)
+        policy = load_policy(config.policy.checkpoint)
         sim_episodes = _held_out_sim_episodes(config, count=min(len(replay_set.episodes), 10))
         metrics["replay"], embedding = replay_metrics(
             policy, replay_set, sim_episodes, config.backend, config.backend_options,
-            foreign_start=config.replay_foreign_start,
+            foreign_start=config.replay.foreign_start,
         )  # fmt: skip
         camera = policy.cameras[0]
         if camera in embedding:  # a policy type with per-camera encoder features
@@ -296,7 +303,7 @@ def run_evaluation(config: EvaluationConfig) -> Path:
 
         sim_episodes = _held_out_sim_episodes(config, count=min(len(replay_set.episodes), 4))
         metrics["replay"], _ = replay_metrics(None, replay_set, sim_episodes, config.backend, config.backend_options,
-                                              foreign_start=config.replay_foreign_start)  # fmt: skip
+                                              foreign_start=config.replay.foreign_start)  # fmt: skip
     metrics["ranking"] = _ranking(config, metrics)
     videos = _videos(results, out, config.videos)
     attention = _attention(config, out)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,6 +35,35 @@ class RolloutPolicy(Protocol):
 
 
 ROLLOUT_POLICIES: Registry[type] = Registry("rollout policy")
+
+
+@dataclass
+class PolicyConfig:
+    """``policy.*``: which policy is rolled out (``name``), and the settings of its kind."""
+
+    name: str = "expert"  # expert | random | a trained policy type (vla, bc) | python | remote
+    # trained policies (vla, bc): the checkpoint folder; ACT temporal ensemble weight m (None: off);
+    # chunk actions played open loop per prediction; decoding (vla: expectation | argmax; bc: expectation)
+    checkpoint: str | None = None
+    temporal_ensemble: float | None = _SELECTION.temporal_ensemble
+    execute_steps: int = _SELECTION.execute_steps
+    decoding: str = _SELECTION.decoding
+    # python: an importable object with reset() and act(observation, instruction)
+    target: str | None = None  # package.module:ClassName
+    kwargs: Any = None  # a dict, e.g. policy.kwargs={gain:2} (Any: a typed dict takes no new keys in struct mode)
+    # remote: a server speaking the openpi websocket protocol
+    host: str = "127.0.0.1"  # a host name or address, or a ws:// URI
+    port: int | None = 8000
+    api_key: str | None = None  # sent as 'Authorization: Api-Key <key>'
+    mapping: str = "sim2real"  # request/reply convention: sim2real | libero (sim2real/remote/mapping.py)
+    connect_timeout: float = 10.0  # s, connection and metadata
+    reply_timeout: float = 30.0  # s, each reply
+    first_reply_timeout: float = 120.0  # s, the check's one reply before the rollouts (a server may compile first)
+    replan_steps: int | None = None  # actions played per returned chunk; None: the mapping's
+
+    def rollout_options(self) -> dict[str, Any]:
+        """The settings the rollout policy ``name`` takes (its class's ``options``)."""
+        return {key: getattr(self, key) for key in rollout_option_keys(self.name)}
 
 
 @ROLLOUT_POLICIES.register("expert")
@@ -85,14 +115,15 @@ class CheckpointRollout:
     #: built from a checkpoint folder (``checkpoint=``): the harness checks it before any rollout
     #: and draws the attention map and replay metrics from it
     from_checkpoint = True
+    options = ("checkpoint", "temporal_ensemble", "execute_steps", "decoding")
 
     def __init__(
         self,
         checkpoint: str | None = None,
         num_threads: int | None = None,
-        temporal_ensemble: float | None = _SELECTION.temporal_ensemble,
-        execute_steps: int = _SELECTION.execute_steps,
-        decoding: str = _SELECTION.decoding,
+        temporal_ensemble: float | None = PolicyConfig.temporal_ensemble,
+        execute_steps: int = PolicyConfig.execute_steps,
+        decoding: str = PolicyConfig.decoding,
         **_: Any,
     ) -> None:
         if not checkpoint:
@@ -315,14 +346,14 @@ class RemoteRollout:
 
     def __init__(
         self,
-        host: str = "127.0.0.1",
-        port: int | None = 8000,
-        api_key: str | None = None,
-        mapping: str = "sim2real",
-        connect_timeout: float = 10.0,
-        reply_timeout: float = 30.0,
-        first_reply_timeout: float = 120.0,
-        replan_steps: int | None = None,
+        host: str = PolicyConfig.host,
+        port: int | None = PolicyConfig.port,
+        api_key: str | None = PolicyConfig.api_key,
+        mapping: str = PolicyConfig.mapping,
+        connect_timeout: float = PolicyConfig.connect_timeout,
+        reply_timeout: float = PolicyConfig.reply_timeout,
+        first_reply_timeout: float = PolicyConfig.first_reply_timeout,
+        replan_steps: int | None = PolicyConfig.replan_steps,
         **_: Any,
     ) -> None:
         from sim2real.remote.client import RemotePolicyClient, server_uri

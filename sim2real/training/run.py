@@ -34,7 +34,7 @@ from sim2real.datasets.training_cache import TrainingData, load_training_data
 from sim2real.entrypoint import check_writable_folder
 from sim2real.errors import Sim2RealError, StorageError, UsageError, storage_error
 from sim2real.policies.training import FINETUNE_MODES
-from sim2real.training.config import MODEL_FROM_DATA, TrainConfig, setting_key
+from sim2real.training.config import MODEL_FROM_DATA, DataConfig, TrainConfig, saved_settings
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _model_config(config: TrainConfig) -> Any:
     from sim2real.policies import POLICIES
 
     cls = POLICIES.get(config.policy).config_class
-    return cls(cameras=config.cameras, history=config.history, chunk=config.chunk, **config.model)
+    return cls(**_model_values(config))
 
 
 def _build_model(config: TrainConfig, stats: dict[str, np.ndarray]) -> Any:
@@ -137,14 +137,14 @@ def _finetune(config: TrainConfig, model: Any) -> dict[str, int]:
     from sim2real.policies import load_checkpoint
     from sim2real.policies.training import freeze_for_finetune
 
-    source = load_checkpoint(config.finetune_from, expected_cameras=config.cameras)
+    source = load_checkpoint(config.finetune.init_from, expected_cameras=tuple(config.data.cameras))
     missing, unexpected = model.load_state_dict(source.model.state_dict(), strict=False)
     if unexpected or [k for k in missing if "lora" not in k]:
         raise TrainSettingError(
-            f"finetune.init_from={config.finetune_from}: weights do not fit this model "
+            f"finetune.init_from={config.finetune.init_from}: weights do not fit this model "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]}); use its model settings"
         )
-    return freeze_for_finetune(model, config.finetune_mode)
+    return freeze_for_finetune(model, config.finetune.mode)
 
 
 def _checkpoint_dir(config: TrainConfig) -> Path:
@@ -153,8 +153,8 @@ def _checkpoint_dir(config: TrainConfig) -> Path:
 
 #: settings a resumed run may change; any other change starts a different run
 RESUMABLE_CHANGES = frozenset(
-    {"max_steps", "loader_workers", "val_every", "val_batches", "checkpoint_every", "log_every", "device", "progress",
-     "cache_dir"}
+    {"train.max_steps", "data.workers", "train.val_every", "train.val_batches", "train.checkpoint_every",
+     "train.log_every", "train.device", "progress", "data.cache_dir"}
 )  # fmt: skip
 
 
@@ -163,10 +163,10 @@ def _check_resume_settings(config: TrainConfig) -> None:
     previous_path = Path(config.output_dir) / "train_config.json"
     if not (_checkpoint_dir(config) / "last").exists() or not previous_path.exists():
         return
-    current = json.loads(json.dumps(asdict(config)))  # tuples as lists, as saved
+    current = config.settings()
     # a setting added since the run was saved counts at its default, which keeps what came before
-    defaults = json.loads(json.dumps(asdict(TrainConfig(data_path=config.data_path))))
-    previous = {**defaults, **json.loads(previous_path.read_text())}
+    defaults = TrainConfig(data=DataConfig(path=config.data.path)).settings()
+    previous = {**defaults, **saved_settings(json.loads(previous_path.read_text()))}
     changed = sorted(
         k for k in set(previous) | set(current) if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k)
     )
@@ -187,35 +187,43 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-#: (field, test, what is allowed) for the settings that need no other setting to be checked
+#: (key, test, what is allowed) for the settings that need no other setting to be checked
 _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("max_steps", lambda v: v >= 1, "expected an integer >= 1"),
-    ("lr", lambda v: math.isfinite(v) and v > 0, "expected a learning rate > 0"),
-    ("weight_decay", lambda v: math.isfinite(v) and v >= 0, "expected >= 0"),
-    ("warmup_steps", lambda v: v >= 0, "expected an integer >= 0"),
-    ("grad_clip", lambda v: v >= 0, "expected a gradient norm > 0, or 0 for no clipping"),
-    ("ema_decay", lambda v: 0 <= v < 1, "expected a decay in [0, 1)"),
-    ("augment_shift", lambda v: v >= 0, "expected pixels >= 0"),
-    ("val_every", lambda v: v >= 1, "expected an integer >= 1"),
-    ("val_batches", lambda v: v >= 1, "expected an integer >= 1"),
-    ("checkpoint_every", lambda v: v >= 1, "expected an integer >= 1"),
-    ("log_every", lambda v: v >= 1, "expected an integer >= 1"),
-    ("seed", lambda v: v >= 0, "expected an integer >= 0"),
-    ("batch_size", lambda v: v >= 1, "expected an integer >= 1"),
-    ("val_fraction", lambda v: 0 <= v < 1, "expected a fraction in [0, 1)"),
-    ("history", lambda v: v >= 1, "expected observation frames >= 1"),
-    ("chunk", lambda v: v >= 1, "expected future actions >= 1"),
-    ("max_episodes", lambda v: v is None or v >= 1, "expected >= 1, or null for every episode"),
-    ("cameras", lambda v: len(v) > 0 and len(set(v)) == len(v), "expected one or more camera names, each once"),
-    ("finetune_mode", lambda v: v in FINETUNE_MODES, f"expected one of {', '.join(FINETUNE_MODES)}"),
+    ("train.max_steps", lambda v: v >= 1, "expected an integer >= 1"),
+    ("train.lr", lambda v: math.isfinite(v) and v > 0, "expected a learning rate > 0"),
+    ("train.weight_decay", lambda v: math.isfinite(v) and v >= 0, "expected >= 0"),
+    ("train.warmup_steps", lambda v: v >= 0, "expected an integer >= 0"),
+    ("train.grad_clip", lambda v: v >= 0, "expected a gradient norm > 0, or 0 for no clipping"),
+    ("train.ema_decay", lambda v: 0 <= v < 1, "expected a decay in [0, 1)"),
+    ("train.augment_shift", lambda v: v >= 0, "expected pixels >= 0"),
+    ("train.val_every", lambda v: v >= 1, "expected an integer >= 1"),
+    ("train.val_batches", lambda v: v >= 1, "expected an integer >= 1"),
+    ("train.checkpoint_every", lambda v: v >= 1, "expected an integer >= 1"),
+    ("train.log_every", lambda v: v >= 1, "expected an integer >= 1"),
+    ("train.seed", lambda v: v >= 0, "expected an integer >= 0"),
+    ("data.batch_size", lambda v: v >= 1, "expected an integer >= 1"),
+    ("data.val_fraction", lambda v: 0 <= v < 1, "expected a fraction in [0, 1)"),
+    ("data.history", lambda v: v >= 1, "expected observation frames >= 1"),
+    ("data.chunk", lambda v: v >= 1, "expected future actions >= 1"),
+    ("data.max_episodes", lambda v: v is None or v >= 1, "expected >= 1, or null for every episode"),
+    ("data.cameras", lambda v: len(v) > 0 and len(set(v)) == len(v), "expected one or more camera names, each once"),
+    ("finetune.mode", lambda v: v in FINETUNE_MODES, f"expected one of {', '.join(FINETUNE_MODES)}"),
 )
 
 
 def _check_values(config: TrainConfig) -> None:
-    for name, test, allowed in _RULES:
-        value = getattr(config, name)
-        if not test(value):
-            raise TrainSettingError(f"{setting_key(name)}={_show(value)}: {allowed}")
+    settings = config.settings()
+    for key, test, allowed in _RULES:
+        if not test(settings[key]):
+            raise TrainSettingError(f"{key}={_show(settings[key])}: {allowed}")
+
+
+def _model_values(config: TrainConfig) -> dict[str, Any]:
+    """The fields of the policy type's config class: the model settings, and ``data.*``'s cameras,
+    history and chunk."""
+    own = {k: v for k, v in config.model.items() if k != "type" and k not in MODEL_FROM_DATA}
+    data = config.data
+    return {**own, "cameras": tuple(data.cameras), "history": data.history, "chunk": data.chunk}
 
 
 def _check_model(config: TrainConfig) -> None:
@@ -228,19 +236,18 @@ def _check_model(config: TrainConfig) -> None:
         raise TrainSettingError(f"model={config.policy}: not a policy type; known: {', '.join(POLICIES.names())}")
     config_class = POLICIES.get(config.policy).config_class
     known = sorted(f.name for f in dataclasses.fields(config_class) if f.name not in MODEL_FROM_DATA)
-    for key in sorted(set(config.model) - set(known)):
-        if key in MODEL_FROM_DATA:
-            raise TrainSettingError(f"model.{key}: set {setting_key(key)} instead (one value for data and model)")
-        raise TrainSettingError(
-            f"model.{key}: not a setting of model={config.policy}; known model settings: {known}"
-            + ("" if "type" not in config.model else "; choose the policy type with model=<type>, not model.type")
-        )
-    values = {**config.model, "cameras": config.cameras, "history": config.history, "chunk": config.chunk}
+    for key in MODEL_FROM_DATA:
+        if config.model.get(key) is not None:
+            raise TrainSettingError(f"model.{key}: set data.{key} instead (one value for data and model)")
+    for key in sorted(set(config.model) - {"type", *known, *MODEL_FROM_DATA}):
+        raise TrainSettingError(f"model.{key}: not a setting of model={config.policy}; known model settings: {known}")
+    values = _model_values(config)
     try:
         model = config_class(**values)
     except ValueError as error:
         named = [k for k in values if re.search(rf"\b{k}\b", str(error))]
-        keys = ", ".join(f"{setting_key(f'model.{k}')}={_show(values[k])}" for k in named) or "model"
+        group = {k: "data" if k in MODEL_FROM_DATA else "model" for k in named}
+        keys = ", ".join(f"{group[k]}.{k}={_show(values[k])}" for k in named) or "model"
         raise TrainSettingError(f"{keys}: {error}") from None
     if getattr(model, "vision_weights", None) and not Path(model.vision_weights).is_file():
         raise TrainSettingError(f"model.vision_weights={model.vision_weights}: no such file")
@@ -253,26 +260,27 @@ def _check_model(config: TrainConfig) -> None:
 
 def _check_paths(config: TrainConfig) -> None:
     """The dataset and the checkpoint to start from exist; the output and cache folders can be written."""
-    if not Path(config.data_path).exists():
-        raise TrainSettingError(f"data.path={config.data_path}: no such file or directory")
+    if not Path(config.data.path).exists():
+        raise TrainSettingError(f"data.path={config.data.path}: no such file or directory")
     check_writable_folder("output_dir", config.output_dir)
-    if config.cache_dir is not None:
-        check_writable_folder("data.cache_dir", config.cache_dir)
-    if config.finetune_from is not None:
+    if config.data.cache_dir is not None:
+        check_writable_folder("data.cache_dir", config.data.cache_dir)
+    if config.finetune.init_from is not None:
         from sim2real.policies.checkpoint import CheckpointError, read_meta
 
         try:
-            meta = read_meta(config.finetune_from)
+            meta = read_meta(config.finetune.init_from)
         except CheckpointError as error:
-            raise TrainSettingError(f"finetune.init_from={config.finetune_from}: {error}") from None
+            raise TrainSettingError(f"finetune.init_from={config.finetune.init_from}: {error}") from None
         cameras, policy = meta.get("cameras", []), meta.get("policy")
         if policy != config.policy:
-            raise TrainSettingError(f"finetune.init_from={config.finetune_from}: a {policy} checkpoint, "
+            raise TrainSettingError(f"finetune.init_from={config.finetune.init_from}: a {policy} checkpoint, "
                                     f"model={config.policy}; fine-tune it with model={policy}")  # fmt: skip
-        if list(cameras) != list(config.cameras):
-            raise TrainSettingError(f"finetune.init_from={config.finetune_from}: the checkpoint uses cameras "
-                                    f"{list(cameras)}, data.cameras={_show(config.cameras)}; use the same")  # fmt: skip
-    if config.finetune_mode == "lora" and importlib.util.find_spec("peft") is None:
+        if list(cameras) != list(config.data.cameras):
+            raise TrainSettingError(f"finetune.init_from={config.finetune.init_from}: the checkpoint uses cameras "
+                                    f"{list(cameras)}, data.cameras={_show(config.data.cameras)}; "
+                                    "use the same")  # fmt: skip
+    if config.finetune.mode == "lora" and importlib.util.find_spec("peft") is None:
         raise TrainSettingError("finetune.mode=lora: needs the peft package: pip install 'sim2real[train]'")
 
 
@@ -284,8 +292,8 @@ def check_settings(config: TrainConfig) -> tuple[torch.device, int]:
     """
     _check_values(config)
     _check_model(config)
-    device = _device(config.device)
-    workers = loader_workers(config.loader_workers, device)
+    device = _device(config.train.device)
+    workers = loader_workers(config.data.workers, device)
     _check_paths(config)
     _check_resume_settings(config)
     return device, workers
@@ -294,27 +302,31 @@ def check_settings(config: TrainConfig) -> tuple[torch.device, int]:
 def _open_data(config: TrainConfig) -> TrainingData:
     """The training cache of ``data.path`` (built in ``data.cache_dir``, or beside the dataset)."""
     try:
-        return load_training_data(config.data_path, config.cameras, cache_dir=config.cache_dir)
+        return load_training_data(config.data.path, tuple(config.data.cameras), cache_dir=config.data.cache_dir)
     except OSError as error:
-        path = error.filename or config.data_path
+        path = error.filename or config.data.path
         converted = error if isinstance(error, StorageError) else storage_error(error, path)
         if converted is None:
             raise
-        hint = "" if config.cache_dir else "; set data.cache_dir to a writable folder to keep the training cache there"
+        hint = (
+            ""
+            if config.data.cache_dir
+            else "; set data.cache_dir to a writable folder to keep the training cache there"
+        )
         raise StorageError(converted.errno, f"{converted.strerror}{hint}") from error
 
 
 def _select_episodes(config: TrainConfig, data: TrainingData) -> tuple[list[int], list[int]]:
     """Training and validation episode indices: the first ``max_episodes``, split by
     ``val_fraction``, without the unsuccessful ones when ``successful_only``."""
-    count = data.num_episodes if config.max_episodes is None else min(config.max_episodes, data.num_episodes)
-    train_eps, val_eps = split_episodes(count, config.val_fraction, config.seed)
-    if not config.successful_only:
+    count = data.num_episodes if config.data.max_episodes is None else min(config.data.max_episodes, data.num_episodes)
+    train_eps, val_eps = split_episodes(count, config.data.val_fraction, config.train.seed)
+    if not config.data.successful_only:
         return train_eps, val_eps
     successful = set(np.flatnonzero(data.success[:count]).tolist())
     train_eps, val_eps = [e for e in train_eps if e in successful], [e for e in val_eps if e in successful]
     if not train_eps:
-        raise TrainSettingError(f"data.successful_only: no training episode of {config.data_path} is marked "
+        raise TrainSettingError(f"data.successful_only: no training episode of {config.data.path} is marked "
                                 f"successful ({len(successful)} of its first {count} episodes are); set "
                                 "data.successful_only=false or generate more")  # fmt: skip
     return train_eps, val_eps
@@ -392,21 +404,21 @@ def train(config: TrainConfig) -> dict[str, Any]:
     device, workers = check_settings(config)
     data = _open_data(config)
     train_eps, val_eps = _select_episodes(config, data)
-    train_set = ChunkedEpisodeDataset(data, train_eps, config.history, config.chunk)
-    val_set = ChunkedEpisodeDataset(data, val_eps or train_eps[:1], config.history, config.chunk)
+    train_set = ChunkedEpisodeDataset(data, train_eps, config.data.history, config.data.chunk)
+    val_set = ChunkedEpisodeDataset(data, val_eps or train_eps[:1], config.data.history, config.data.chunk)
     rank, world = _distributed(device)
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.train.seed)
     model = _build_model(config, data.stats).to(device)
     tokenizer = ActionTokenizer.from_stats(data.stats, bins=getattr(model.config, "bins", 256))
-    frozen = _finetune(config, model) if config.finetune_from else None
+    frozen = _finetune(config, model) if config.finetune.init_from else None
     bare = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = build_optimizer(bare, lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = build_scheduler(optimizer, config.warmup_steps, config.max_steps)
-    ema = EMA(bare, decay=config.ema_decay)
+    optimizer = build_optimizer(bare, lr=config.train.lr, weight_decay=config.train.weight_decay)
+    scheduler = build_scheduler(optimizer, config.train.warmup_steps, config.train.max_steps)
+    ema = EMA(bare, decay=config.train.ema_decay)
     out = Path(config.output_dir)
     checkpoints = _checkpoint_dir(config)
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -420,26 +432,28 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if (checkpoints / "last").exists():
         start = int(load_training_state(checkpoints / "last", bare, optimizer, scheduler=scheduler, ema=ema)["step"])
     logs = _Logs(out, start) if rank == 0 else None
-    sampler = StepBatchSampler(len(train_set), config.batch_size, config.seed, start, config.max_steps, rank, world)
+    sampler = StepBatchSampler(
+        len(train_set), config.data.batch_size, config.train.seed, start, config.train.max_steps, rank, world
+    )
     loader = BatchLoader(train_set, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
-    val_loader = BatchLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=0)
+    val_loader = BatchLoader(val_set, batch_size=config.data.batch_size, shuffle=False, num_workers=0)
     stats = {k: v for k, v in data.stats.items()}
-    amp = config.mixed_precision and device.type == "cuda"
+    amp = config.train.mixed_precision and device.type == "cuda"
     bar = tqdm(
-        total=config.max_steps, initial=start, desc="train", unit="step", disable=not config.progress or rank > 0
+        total=config.train.max_steps, initial=start, desc="train", unit="step", disable=not config.progress or rank > 0
     )
     wait, compute, last_saved, val = 0.0, 0.0, start, {}
-    augment = torch.Generator().manual_seed(derived_seed(config.seed, 7))
+    augment = torch.Generator().manual_seed(derived_seed(config.train.seed, 7))
     tick = time.perf_counter()
-    for step, batch in zip(range(start, config.max_steps), loader, strict=False):
+    for step, batch in zip(range(start, config.train.max_steps), loader, strict=False):
         fetched = time.perf_counter()
         wait += fetched - tick
-        torch.manual_seed(derived_seed(config.seed, step))
-        augment.manual_seed(derived_seed(config.seed, step, 1))
+        torch.manual_seed(derived_seed(config.train.seed, step))
+        augment.manual_seed(derived_seed(config.train.seed, step, 1))
         try:
             metrics = train_step(model, move_batch(batch, device), tokenizer, optimizer, step=step, scheduler=scheduler,
-                                 ema=ema, max_grad_norm=config.grad_clip, amp=amp,
-                                 augment_shift=config.augment_shift, generator=augment)  # fmt: skip
+                                 ema=ema, max_grad_norm=config.train.grad_clip, amp=amp,
+                                 augment_shift=config.train.augment_shift, generator=augment)  # fmt: skip
         except NonFiniteLossError as error:
             if logs is not None:
                 logs.flush()
@@ -451,19 +465,19 @@ def train(config: TrainConfig) -> dict[str, Any]:
             raise TrainingError(f"training stopped at step {step}: {error}; {kept}") from None
         tick = time.perf_counter()
         compute += tick - fetched
-        if logs is not None and step % config.log_every == 0:
+        if logs is not None and step % config.train.log_every == 0:
             logs.log(step, "train", {**metrics, "data_wait_fraction": wait / max(wait + compute, 1e-9)})
         bar.update(1)
         bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['token_accuracy']:.2f}")
         done = step + 1
-        if logs is not None and (done % config.val_every == 0 or done == config.max_steps):
+        if logs is not None and (done % config.train.val_every == 0 or done == config.train.max_steps):
             with ema.average_parameters(bare):
-                val = evaluate(bare, val_loader, tokenizer, device=device, max_batches=config.val_batches)
+                val = evaluate(bare, val_loader, tokenizer, device=device, max_batches=config.train.val_batches)
             logs.log(done, "val", val)
-        if done % config.checkpoint_every == 0 or done == config.max_steps:
+        if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
             if logs is not None:
                 target = checkpoints / f"step_{done:07d}"
-                extra = {"data_path": str(config.data_path), "train_config": asdict(config)}
+                extra = {"data_path": str(config.data.path), "train_config": asdict(config)}
                 save_checkpoint(target, bare, tokenizer, stats, ema=ema, optimizer=optimizer, scheduler=scheduler,
                                 step=done, extra=extra)  # fmt: skip
                 _link_last(checkpoints, target)
@@ -479,7 +493,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         return {"rank": rank}
     logs.flush()
     summary = {
-        "output_dir": str(out), "steps": config.max_steps, "lr": config.lr, "max_episodes": config.max_episodes,
+        "output_dir": str(out), "steps": config.train.max_steps, "lr": config.train.lr,
+        "max_episodes": config.data.max_episodes,
         "train_episodes": len(train_eps), "val_episodes": len(val_eps), "val": val,
         "data_wait_fraction": wait / max(wait + compute, 1e-9), "frozen": frozen,
         "checkpoint": str(checkpoints / "last"),
