@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
+
+from sim2real.contracts.typed import from_dict
 
 SCENE_SPEC_VERSION = 1
 
@@ -194,40 +194,3 @@ class SceneSpec:
     def content_hash(self) -> str:
         """sha256 hex digest of the canonical JSON; equal specs have equal hashes."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()
-
-
-T = TypeVar("T")
-
-
-def from_dict(cls: type[T], data: Any) -> T:
-    """Rebuild a dataclass tree from plain JSON data, checking keys as it goes."""
-    return _convert(cls, data, path=cls.__name__)
-
-
-def _convert(tp: Any, value: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise TypeError(f"{path}: expected an object for {tp.__name__}, got {type(value).__name__}")
-        hints = typing.get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
-        unknown = set(value) - names
-        if unknown:
-            raise KeyError(f"{path}: unknown keys {sorted(unknown)}; expected {sorted(names)}")
-        kwargs = {k: _convert(hints[k], v, f"{path}.{k}") for k, v in value.items()}
-        return tp(**kwargs)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _convert(args[0], value, path)
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
-        return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
-    if origin is dict:
-        return dict(value)
-    if tp is float:
-        return float(value)
-    return value
