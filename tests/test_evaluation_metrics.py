@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sim2real.errors import UsageError
+from sim2real.evaluation.document import MetricsDocument, closed_loop_entry, metrics_problems, new_metrics
 from sim2real.evaluation.metrics import (
     RankingInputError,
     SuccessRate,
@@ -29,7 +30,7 @@ from sim2real.evaluation.metrics import (
     trajectory_errors,
     wilson_interval,
 )
-from sim2real.evaluation.report import closed_loop_entry, metrics_problems, new_metrics, validate_metrics, write_report
+from sim2real.evaluation.report import write_report
 
 # --------------------------------------------------------------------------------------------
 # Wilson interval
@@ -278,7 +279,7 @@ def test_ranking_agreement_constant_real_rates_give_null_with_reason(tmp_path):
     metrics["ranking"] = block
     written = write_report(metrics, tmp_path)
     loaded = json.loads(written["metrics_json"].read_text())
-    validate_metrics(loaded)
+    MetricsDocument.from_dict(loaded)
     assert loaded["ranking"]["pearson"] is None
     assert loaded["ranking"]["pearson_reason"] == "real success rates are all equal: correlation undefined"
     assert loaded["ranking"]["pearson_ci95"] is None and loaded["ranking"]["pearson_ci95_reason"]

@@ -1,4 +1,4 @@
-"""The metrics.json schema, the report writer, and the video helpers."""
+"""The metrics.json document, the report writer, and the video helpers."""
 
 from __future__ import annotations
 
@@ -11,6 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sim2real.contracts.typed import SchemaError
+from sim2real.evaluation.document import (
+    METRICS_SCHEMA_VERSION,
+    MetricsDocument,
+    closed_loop_entry,
+    load_metrics,
+    metrics_problems,
+    new_metrics,
+)
+from sim2real.evaluation.media import contact_sheet, write_video
 from sim2real.evaluation.metrics import (
     action_errors,
     action_scale,
@@ -22,17 +32,7 @@ from sim2real.evaluation.metrics import (
     ranking_agreement,
     trajectory_errors,
 )
-from sim2real.evaluation.report import (
-    METRICS_SCHEMA_VERSION,
-    MetricsValidationError,
-    closed_loop_entry,
-    contact_sheet,
-    metrics_problems,
-    new_metrics,
-    validate_metrics,
-    write_report,
-    write_video,
-)
+from sim2real.evaluation.report import write_report
 
 VARIANTS = ("in_distribution", "textures", "lighting", "camera", "distractors", "objects", "instructions")
 TASKS = ("pick_cube", "place_in_bin")
@@ -120,7 +120,7 @@ def test_write_report_produces_all_files(tmp_path: Path):
             assert image.format == "PNG" and image.size[0] > 100
 
     loaded = json.loads(written["metrics_json"].read_text())
-    validate_metrics(loaded)
+    MetricsDocument.from_dict(loaded)
     assert loaded["schema_version"] == METRICS_SCHEMA_VERSION
     assert loaded["replay"]["visual_gap"]["wrist"] is None
     assert loaded["ranking"]["mmrv"] == pytest.approx(0.188 / 6)
@@ -185,21 +185,23 @@ def test_validate_metrics_reports_every_problem():
     problems = metrics_problems(bad)
     joined = "\n".join(problems)
     for needle in (
-        "missing top-level key 'seeds'",
-        "successes 5 > trials 3",
-        "closed_loop.v.t.rate",
-        "closed_loop.v.t.ci95",
-        "closed_loop.v.t.safety_events",
+        "missing keys ['seeds']",
+        "closed_loop.v.t: successes 5 > trials 3",
+        "closed_loop.v.t.rate: expected a number in [0, 1], got 1.5",
+        "closed_loop.v.t.ci95: expected [low, high] numbers in [0, 1] with low <= high, got [0.9, 0.1]",
+        "closed_loop.v.t: missing keys ['mean_length', 'safety_events']",
         "closed_loop.v.u.stages: counts sum to 1, trials is 2",
-        "ranking.pearson",
-        "ranking.mmrv",
-        "factors.light[0]",
+        "ranking.pearson: expected a number in [-1, 1] or null, got 2.0",
+        "ranking.mmrv: expected a number >= 0, got None",
+        "factors.light[0]: expected numeric 'low' and 'high' (or a 'value' label)",
     ):
         assert needle in joined, needle
-    with pytest.raises(MetricsValidationError):
-        validate_metrics(bad)
-    with pytest.raises(MetricsValidationError):
+    with pytest.raises(SchemaError) as raised:
+        MetricsDocument.from_dict(bad)
+    assert len(raised.value.problems) == len(problems) and "successes 5 > trials 3" in str(raised.value)
+    with pytest.raises(SchemaError):
         write_report(bad, Path("/nonexistent/never-written"))
+    assert not Path("/nonexistent/never-written").exists()
 
 
 def test_numpy_values_are_written_as_plain_json(tmp_path: Path):
@@ -212,6 +214,37 @@ def test_numpy_values_are_written_as_plain_json(tmp_path: Path):
     loaded = json.loads(written["metrics_json"].read_text())
     assert loaded["ranking"]["pearson"] is None
     assert loaded["closed_loop"]["lighting"]["t"]["mean_length"] == 11.0
+
+
+def test_metrics_json_round_trips_through_the_document(tmp_path: Path):
+    metrics = synthetic_metrics(episodes_per_variant=20)
+    metrics.pop("features")
+    metrics["timing"] = {"rollout_seconds": 1.5}  # a key the schema does not name is kept
+    written = write_report(metrics, tmp_path)
+    data = json.loads(written["metrics_json"].read_text())
+    document = MetricsDocument.from_dict(data)
+    assert document.to_dict() == data
+    assert load_metrics(written["metrics_json"]) == document
+    assert data["timing"] == {"rollout_seconds": 1.5}
+    entry = document.closed_loop["textures"]["pick_cube"]
+    assert (entry.successes, entry.trials) == tuple(data["closed_loop"]["textures"]["pick_cube"][k]
+                                                    for k in ("successes", "trials"))  # fmt: skip
+    assert "stages" not in data["closed_loop"]["textures"]["pick_cube"]  # left out, not written as null
+    assert [b.value for b in document.factors["object_color"]] == ["blue", "green", "red"]
+
+
+def test_an_invalid_document_names_the_key_the_value_and_the_expectation():
+    data = new_metrics("p", None, base_seed=0, episodes_per_variant=1)
+    data["seeds"]["base_seed"] = "zero"
+    data["closed_loop"] = {"v": {"t": {**closed_loop_entry([True]), "successes": -1, "colour": 1}}}
+    with pytest.raises(SchemaError) as raised:
+        MetricsDocument.from_dict(data)
+    assert raised.value.problems == [
+        "seeds.base_seed: expected an int, got 'zero'",
+        "closed_loop.v.t.successes: expected an int >= 0, got -1",
+    ]
+    with pytest.raises(SchemaError, match=r"^schema_version: expected 1, got 2$"):
+        MetricsDocument.from_dict({**new_metrics("p", None, 0, 1), "schema_version": 2})
 
 
 def test_write_video_gif_frame_count(tmp_path: Path):

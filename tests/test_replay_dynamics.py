@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from sim2real.datasets import Episode, EpisodeMetadata, EpisodeSteps, create_writer
+from sim2real.evaluation.document import MetricsDocument, metrics_problems, new_metrics
+from sim2real.evaluation.markdown import _replay_section
 from sim2real.evaluation.replay import (
     REPLAY_START,
     ReplaySet,
@@ -26,7 +28,6 @@ from sim2real.evaluation.replay import (
     replay_metrics,
     replay_physics_hz,
 )
-from sim2real.evaluation.report import _replay_section, metrics_problems, new_metrics, validate_metrics
 from sim2real.rollout import record_clean_expert_episodes
 from sim2real.sim.control import ControllerConfig
 
@@ -287,7 +288,7 @@ def test_a_set_of_another_embodiment_gives_the_visual_gap_and_says_what_was_skip
 
     metrics = new_metrics("vla", "ckpt", 0, 1)
     metrics["replay"] = block
-    validate_metrics(json.loads(json.dumps(metrics)))
+    MetricsDocument.from_dict(json.loads(json.dumps(metrics)))
     report = "\n".join(_replay_section(metrics, False))
     assert f"open_loop and dynamics skipped: {reason}" in report
     assert "| wrist | missing: the replay set has no 'wrist' camera (it has: front) |" in report

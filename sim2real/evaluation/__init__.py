@@ -1,8 +1,10 @@
 """Evaluation: closed-loop success, real-robot replay, sim-vs-real gap metrics and the report.
 
 :mod:`sim2real.evaluation.metrics` holds the pure metric functions (numpy/scipy only);
-:mod:`sim2real.evaluation.report` holds the metrics.json schema and the writer of the
-markdown report, plots and videos (it imports matplotlib only when it draws).
+:mod:`sim2real.evaluation.document` the metrics.json document (frozen dataclasses);
+:mod:`sim2real.evaluation.report` writes the report folder from it with
+:mod:`~sim2real.evaluation.plots` (matplotlib, imported only when it draws),
+:mod:`~sim2real.evaluation.markdown` and :mod:`~sim2real.evaluation.media` (videos, contact sheets).
 """
 
 from sim2real.evaluation.metrics import (
