@@ -27,7 +27,7 @@ from sim2real.evaluation.replay import FOREIGN_STARTS
 from sim2real.evaluation.report import closed_loop_entry, new_metrics, write_report, write_video
 from sim2real.randomizers import VARIANTS
 from sim2real.randomizers.factors import CATEGORICAL
-from sim2real.sim.tasks import TASKS
+from sim2real.sim.tasks import TASK_NAMES, TASKS
 
 
 class EvaluationError(UsageError, ValueError):
@@ -58,7 +58,7 @@ class EvaluationConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     # in_distribution, textures, lighting, camera, distractors, objects, instructions
     variants: list[str] = field(default_factory=lambda: ["in_distribution"])
-    tasks: list[str] = field(default_factory=TASKS.names)
+    tasks: list[str] = field(default_factory=lambda: list(TASK_NAMES))
     episodes_per_variant: int = 20  # per task and variant
     workers: int = 1
     seed: int = 1000  # evaluation scenes: seeds apart from generation's
