@@ -7,35 +7,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from sim2real.entrypoint import schema_defaults
-from sim2real.generation.config import GenerationConfig
-
-
-@dataclass
-class GenerateCommand(GenerationConfig):
-    """The options hydra checks every override against (a wrong key or type fails at once), plus
-    ``index_only``: only merge the shard records and write the dataset-wide views."""
-
-    defaults: list[Any] = field(default_factory=schema_defaults)
-    index_only: bool = False
-
-
-ConfigStore.instance().store(name="generate_schema", node=GenerateCommand)
+from sim2real.entrypoint import runtime_config
+from sim2real.generation.command import GenerateCommand
 
 
 @hydra.main(config_path="configs", config_name="generate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from sim2real.generation import build_index, generate
 
-    command = OmegaConf.to_object(cfg)
-    assert isinstance(command, GenerateCommand)
+    command = runtime_config(cfg, GenerateCommand)
     if command.index_only:
         manifest = build_index(command.output_dir)
         print(f"indexed {manifest['num_episodes']} episodes in {manifest['num_shards']} shards at {command.output_dir}")
