@@ -226,6 +226,7 @@ def test_evaluate_yamls_hold_no_defaults_of_their_own():
     defaults = EvaluationConfig(policy=PolicyConfig(name="vla"), episodes_per_variant=3, output_dir="eval/vla")
     composed = {k: v for k, v in asdict(config).items() if k not in ("defaults", "randomization")}
     assert composed == {k: v for k, v in asdict(defaults).items() if k != "randomization"}
-    assert config.tasks == TASKS.names() == ["pick_place", "push", "stack"]
+    assert list(config.tasks) == TASKS.names()  # every registered task, whatever their number
+    assert {"pick_place", "push", "stack"} <= set(config.tasks)
     selection = asdict(CLOSED_LOOP_SELECTION)
     assert {k: getattr(config.policy, k) for k in selection} == selection
