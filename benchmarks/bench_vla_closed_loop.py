@@ -4,16 +4,22 @@ encoders) on all three tasks, evaluate each closed loop on the same in-distribut
 the times, the validation curves and the success rates, one row per policy type side by side.
 The demonstrations carry DART kicks (3 cm on 20 % of the steps, the expert's clean actions
 recorded): ``--expert-noise 0`` records clean ones.
+``--seeds N`` trains each type N times (``train.seed`` 0..N-1, same data, same evaluation scenes)
+and prints each seed's successes with their mean and spread per variant and task: training
+outcome varies more between runs than one evaluation's interval admits.
 Usage: python benchmarks/bench_vla_closed_loop.py [--policy vla[,bc]] [--episodes-per-task 200] [--steps 12000]
        [--preset light] [--expert-noise 0.03] [--expert-noise-rate 0.2] [--eval-episodes 50] [--out runs/bench_vla]
+       [--seeds 1] [--variants in_distribution[,textures,...]]
        [--train-override KEY=VALUE ...] [--eval-override KEY=VALUE ...]
-Folders under --out: data/, and per type train/ + eval/ (vla) or train_<type>/ + eval_<type>/."""
+Folders under --out: data/, and per type train/ + eval/ (vla) or train_<type>/ + eval_<type>/; seeds after
+the first add _seed<N>."""
 
 from __future__ import annotations
 
 import argparse
 import csv
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -41,10 +47,24 @@ def policy_types(value: str) -> list[str]:
     return names
 
 
-def folders(out: Path, policy: str) -> tuple[Path, Path]:
-    """(training run, evaluation) folders of ``policy`` under ``out``."""
-    suffix = "" if policy == "vla" else f"_{policy}"
+def folders(out: Path, policy: str, seed: int = 0) -> tuple[Path, Path]:
+    """(training run, evaluation) folders of ``policy``'s training seed ``seed`` under ``out``."""
+    suffix = ("" if policy == "vla" else f"_{policy}") + ("" if seed == 0 else f"_seed{seed}")
     return out / f"train{suffix}", out / f"eval{suffix}"
+
+
+def seed_table(metrics: dict[str, list[dict]]) -> list[str]:
+    """One line per policy type, variant and task: each seed's successes, their mean and sample
+    standard deviation (0 for one seed), out of the trials per seed."""
+    lines = [f"  {'policy':<7} {'variant':<16} {'task':<11} {'per seed':<16} {'mean':>6} {'std':>5} {'trials':>6}"]
+    for policy, runs in metrics.items():
+        for variant, tasks in runs[0]["closed_loop"].items():
+            for task, entry in tasks.items():
+                counts = [run["closed_loop"][variant][task]["successes"] for run in runs]
+                spread = statistics.stdev(counts) if len(counts) > 1 else 0.0
+                lines.append(f"  {policy:<7} {variant:<16} {task:<11} {' '.join(map(str, counts)):<16} "
+                             f"{statistics.fmean(counts):>6.1f} {spread:>5.1f} {entry['trials']:>6}")  # fmt: skip
+    return lines
 
 
 def success_table(metrics: dict[str, dict]) -> list[str]:
@@ -74,6 +94,8 @@ def main() -> None:
     parser.add_argument("--expert-noise-rate", type=float, default=TRAINING_DART.rate, help="fraction kicked")
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_vla")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per policy type")
+    parser.add_argument("--variants", default="in_distribution", help="evaluation variants, comma-separated")
     parser.add_argument("--train-override", action="append", default=[], help="hydra override for train.py")
     parser.add_argument("--eval-override", action="append", default=[], help="hydra override for evaluate.py")
     args = parser.parse_args()
@@ -85,22 +107,27 @@ def main() -> None:
                              "formats=[zarr]", f"output_dir={data}", f"expert_noise={args.expert_noise}",
                              f"expert_noise_rate={args.expert_noise_rate}",
                              "progress=false"])  # fmt: skip
-    results = {}
+    results, per_seed = {}, {}
     for policy in args.policy:
-        run_dir, eval_dir = folders(args.out, policy)
-        times[f"train {policy}"] = run([python, "train.py", f"model={policy}", f"data.path={data / 'zarr'}",
-                                        f"output_dir={run_dir}", f"train.max_steps={args.steps}",
-                                        "train.val_every=500", "train.checkpoint_every=1000", "progress=false",
-                                        *args.train_override])  # fmt: skip
-        checkpoint = run_dir / "checkpoints" / "last"
-        times[f"evaluate {policy}"] = run([python, "evaluate.py", f"policy={policy}", f"policy.checkpoint={checkpoint}",
-                                           "variants=[in_distribution]", f"episodes_per_variant={args.eval_episodes}",
-                                           f"randomization={args.preset}", "workers=2", "reference_rows=false",
-                                           f"output_dir={eval_dir}", "progress=false",
-                                           *args.eval_override])  # fmt: skip
-        with open(run_dir / "metrics.csv", newline="") as handle:
+        per_seed[policy] = []
+        for seed in range(args.seeds):
+            run_dir, eval_dir = folders(args.out, policy, seed)
+            label = policy if seed == 0 else f"{policy} seed {seed}"
+            times[f"train {label}"] = run([python, "train.py", f"model={policy}", f"data.path={data / 'zarr'}",
+                                           f"output_dir={run_dir}", f"train.max_steps={args.steps}",
+                                           f"train.seed={seed}", "train.val_every=500", "train.checkpoint_every=1000",
+                                           "progress=false", *args.train_override])  # fmt: skip
+            checkpoint = run_dir / "checkpoints" / "last"
+            times[f"evaluate {label}"] = run([python, "evaluate.py", f"policy={policy}",
+                                              f"policy.checkpoint={checkpoint}", f"variants=[{args.variants}]",
+                                              f"episodes_per_variant={args.eval_episodes}",
+                                              f"randomization={args.preset}", "workers=2", "reference_rows=false",
+                                              f"output_dir={eval_dir}", "progress=false",
+                                              *args.eval_override])  # fmt: skip
+            per_seed[policy].append(json.loads((eval_dir / "metrics.json").read_text()))
+        with open(folders(args.out, policy)[0] / "metrics.csv", newline="") as handle:
             curve = [r for r in csv.DictReader(handle) if r["split"] == "val"]
-        results[policy] = (curve, json.loads((eval_dir / "metrics.json").read_text()))
+        results[policy] = (curve, per_seed[policy][0])
     for policy, (curve, _) in results.items():
         print(f"\n{policy}: validation curve (step, loss, token accuracy, action L1):")
         for row in curve:
@@ -108,6 +135,8 @@ def main() -> None:
             print(f"  {row['step']:>6} {loss:.4f} {accuracy:.3f} {l1:.4f}")
     print("\nclosed-loop success, in-distribution scenes (same data, same scenes):")
     print("\n".join(success_table({policy: metrics for policy, (_, metrics) in results.items()})))
+    print(f"\nsuccesses per training seed ({args.seeds} seeds; mean and sample std):")
+    print("\n".join(seed_table(per_seed)))
     print("\n" + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()))
 
 

@@ -36,3 +36,13 @@ def test_the_benchmark_prints_the_vla_and_bc_rows_side_by_side(tmp_path: Path) -
     assert lines[0].split() == ["policy", "push", "stack", "mean"]
     assert lines[1].split()[0] == "vla" and "3/4 = 75.0%" in lines[1] and lines[1].endswith("50.0%")
     assert lines[2].split()[0] == "bc" and "0/4 = 0.0%" in lines[2] and lines[2].endswith("25.0%")
+
+
+def test_seeds_get_their_own_folders_and_a_row_with_each_count_mean_and_spread(tmp_path: Path) -> None:
+    bench = _bench()
+    assert bench.folders(tmp_path, "vla", seed=2) == (tmp_path / "train_seed2", tmp_path / "eval_seed2")
+    assert bench.folders(tmp_path, "bc", seed=1) == (tmp_path / "train_bc_seed1", tmp_path / "eval_bc_seed1")
+    runs = [_metrics({"push": (s, 50)}) for s in (40, 44, 48)]
+    lines = bench.seed_table({"vla": runs})
+    assert lines[1].split() == ["vla", "in_distribution", "push", "40", "44", "48", "44.0", "4.0", "50"]
+    assert bench.seed_table({"bc": runs[:1]})[1].split()[-3:] == ["40.0", "0.0", "50"]
