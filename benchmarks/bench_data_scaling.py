@@ -144,6 +144,7 @@ def plot(rows: Sequence[dict], path: Path, xlabel: str, numeric_x: bool) -> None
                       marker="o", capsize=3, label=variant)  # fmt: skip
     if numeric_x:
         axes.set_xscale("log")
+        axes.minorticks_off()
         axes.set_xticks(xs, [str(x) for x in xs])
     axes.set(xlabel=xlabel, ylabel="closed-loop success rate", ylim=(0, 1))
     axes.grid(alpha=0.3)
