@@ -1,6 +1,8 @@
 """How much synthetic data a skill needs, and how broad its randomization should be.
 
-Two curves, each at a fixed training budget (``--steps`` of batch 64) and one task:
+Two curves, each at a fixed training budget and one task. The budget is the main job's
+(``configs/pipeline.yaml``: its steps and its training overrides, e.g. 64x64 images and wide bin
+targets); ``--steps`` and ``--train-override`` change it.
 
 * **episodes**: closed-loop success on in-distribution scenes against the number of training
   episodes (``--episodes 50,100,200,400,800``). One dataset of the largest size is generated
@@ -18,7 +20,7 @@ evaluation split's seeds). Finished steps are skipped on a rerun (a folder with 
 Writes under ``--out``: ``episodes.csv``/``episodes.png``, ``presets.csv``/``presets.png`` and one
 folder per dataset, run and evaluation. Prints one table per curve.
 
-    python benchmarks/bench_data_scaling.py --out runs/scaling --steps 3000 --seeds 3 \\
+    python benchmarks/bench_data_scaling.py --out runs/scaling --seeds 3 [--steps 3000] \\
         [--task pick_place] [--episodes 50,100,200,400,800] [--presets light,default,heavy] \\
         [--preset-episodes 200] [--eval-episodes 30] [--policy vla] [--part episodes|presets|both]
 """
@@ -36,11 +38,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sim2real.pipeline import PipelineSettings
 from sim2real.randomizers import VARIANTS
 from sim2real.sim.experts import TRAINING_DART
 
 ROOT = Path(__file__).resolve().parents[1]
 HELD_OUT = tuple(v for v in VARIANTS if v != "in_distribution")
+MAIN_JOB = PipelineSettings.load()
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ def train(point: Point, run_dir: Path, args: argparse.Namespace, seed: int) -> P
         cap = [] if point.max_episodes is None else [f"data.max_episodes={point.max_episodes}"]
         run(["train.py", f"model={args.policy}", f"data.path={point.data}", f"output_dir={run_dir}",
              f"train.max_steps={args.steps}", f"train.seed={seed}", f"train.checkpoint_every={args.steps}",
-             f"train.val_every={args.steps}", "progress=false", *cap, *args.train_override])  # fmt: skip
+             f"train.val_every={args.steps}", "progress=false", *cap, *MAIN_JOB.overrides["train"],
+             *args.train_override])  # fmt: skip
     return checkpoint
 
 
@@ -186,7 +191,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "scaling")
     parser.add_argument("--task", default="pick_place")
     parser.add_argument("--policy", default="vla")
-    parser.add_argument("--steps", type=int, default=3000, help="training steps of every run (the fixed budget)")
+    parser.add_argument("--steps", type=int, default=MAIN_JOB.steps, help="training steps of every run (the budget)")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per point")
     parser.add_argument("--episodes", type=comma_ints, default=[50, 100, 200, 400, 800])
     parser.add_argument("--preset", default="light", help="the episodes curve's preset; the evaluation scenes'")
