@@ -78,9 +78,8 @@ def train(point: Point, run_dir: Path, args: argparse.Namespace, seed: int) -> P
     if not (checkpoint / "model.safetensors").exists():
         cap = [] if point.max_episodes is None else [f"data.max_episodes={point.max_episodes}"]
         run(["train.py", f"model={args.policy}", f"data.path={point.data}", f"output_dir={run_dir}",
-             f"train.max_steps={args.steps}", f"train.seed={seed}", f"train.checkpoint_every={args.steps}",
-             f"train.val_every={args.steps}", "progress=false", *cap, *MAIN_JOB.overrides["train"],
-             *args.train_override])  # fmt: skip
+             f"train.max_steps={args.steps}", f"train.seed={seed}", "progress=false", *cap,
+             *MAIN_JOB.overrides["train"], *args.train_override])  # fmt: skip
     return checkpoint
 
 
