@@ -169,7 +169,11 @@ def episodes_curve(args: argparse.Namespace) -> None:
 
 
 def presets_curve(args: argparse.Namespace) -> None:
-    points = [Point(p, generate(args.out / "data" / p, args.task, p, args.preset_episodes), None) for p in args.presets]
+    # The cap matters where a preset's folder holds more episodes (the episodes curve's own).
+    points = [
+        Point(p, generate(args.out / "data" / p, args.task, p, args.preset_episodes), args.preset_episodes)
+        for p in args.presets
+    ]
     rows = measure(points, ["in_distribution", *HELD_OUT], args.out / "presets", args)
     write_table(
         rows, args.out / "presets.csv", f"success per variant against the preset trained on ({args.steps} steps)"
