@@ -6,10 +6,15 @@ The demonstrations carry DART kicks (3 cm on 20 % of the steps, the expert's cle
 recorded): ``--expert-noise 0`` records clean ones.
 ``--seeds N`` trains each type N times (``train.seed`` 0..N-1, same data, same evaluation scenes)
 and prints each seed's successes with their mean and spread per variant and task: training
-outcome varies more between runs than one evaluation's interval admits.
+outcome varies more between runs than one evaluation's interval admits. ``--held-out V1,V2``
+evaluates each seed also on held-out variants, on ``--held-out-task``'s scenes only
+(``--held-out-episodes`` each). ``--main-job-training`` trains with the main job's model and
+schedule settings (``configs/pipeline.yaml``'s ``train`` list) before any ``--train-override``.
+A rerun skips the evaluations that finished and resumes the training runs.
 Usage: python benchmarks/bench_vla_closed_loop.py [--policy vla[,bc]] [--episodes-per-task 200] [--steps 12000]
        [--preset light] [--expert-noise 0.03] [--expert-noise-rate 0.2] [--eval-episodes 50] [--out runs/bench_vla]
-       [--seeds 1] [--variants in_distribution[,textures,...]]
+       [--seeds 1] [--variants in_distribution[,textures,...]] [--held-out textures,...]
+       [--held-out-task pick_place] [--held-out-episodes 30] [--main-job-training]
        [--train-override KEY=VALUE ...] [--eval-override KEY=VALUE ...]
 Folders under --out: data/, and per type train/ + eval/ (vla) or train_<type>/ + eval_<type>/; seeds after
 the first add _seed<N>."""
@@ -25,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from sim2real.pipeline import PipelineSettings
 from sim2real.policies import POLICIES
 from sim2real.sim.experts import TRAINING_DART
 
@@ -51,6 +57,19 @@ def folders(out: Path, policy: str, seed: int = 0) -> tuple[Path, Path]:
     """(training run, evaluation) folders of ``policy``'s training seed ``seed`` under ``out``."""
     suffix = ("" if policy == "vla" else f"_{policy}") + ("" if seed == 0 else f"_seed{seed}")
     return out / f"train{suffix}", out / f"eval{suffix}"
+
+
+def evaluate(command: list[str], eval_dir: Path) -> tuple[float, dict]:
+    """Run one evaluation unless ``eval_dir`` holds its finished ``metrics.json``; returns the
+    seconds it took (0 when skipped) and the metrics document."""
+    metrics = eval_dir / "metrics.json"
+    seconds = 0.0 if metrics.exists() else run([*command, f"output_dir={eval_dir}"])
+    return seconds, json.loads(metrics.read_text())
+
+
+def merged(first: dict, second: dict) -> dict:
+    """``first``'s metrics with ``second``'s closed-loop variants added."""
+    return {**first, "closed_loop": {**first["closed_loop"], **second["closed_loop"]}}
 
 
 def seed_table(metrics: dict[str, list[dict]]) -> list[str]:
@@ -98,7 +117,12 @@ def main() -> None:
     parser.add_argument("--variants", default="in_distribution", help="evaluation variants, comma-separated")
     parser.add_argument("--train-override", action="append", default=[], help="hydra override for train.py")
     parser.add_argument("--eval-override", action="append", default=[], help="hydra override for evaluate.py")
+    parser.add_argument("--held-out", default="", help="held-out variants, comma-separated, on --held-out-task")
+    parser.add_argument("--held-out-task", default="pick_place")
+    parser.add_argument("--held-out-episodes", type=int, default=30)
+    parser.add_argument("--main-job-training", action="store_true", help="the main job's model and schedule")
     args = parser.parse_args()
+    main_job = PipelineSettings.load().overrides["train"] if args.main_job_training else []
     data = args.out / "data"
     python = sys.executable
     times = {}
@@ -116,15 +140,20 @@ def main() -> None:
             times[f"train {label}"] = run([python, "train.py", f"model={policy}", f"data.path={data / 'zarr'}",
                                            f"output_dir={run_dir}", f"train.max_steps={args.steps}",
                                            f"train.seed={seed}", "train.val_every=500", "train.checkpoint_every=1000",
-                                           "progress=false", *args.train_override])  # fmt: skip
-            checkpoint = run_dir / "checkpoints" / "last"
-            times[f"evaluate {label}"] = run([python, "evaluate.py", f"policy={policy}",
-                                              f"policy.checkpoint={checkpoint}", f"variants=[{args.variants}]",
-                                              f"episodes_per_variant={args.eval_episodes}",
-                                              f"randomization={args.preset}", "workers=2", "reference_rows=false",
-                                              f"output_dir={eval_dir}", "progress=false",
-                                              *args.eval_override])  # fmt: skip
-            per_seed[policy].append(json.loads((eval_dir / "metrics.json").read_text()))
+                                           "progress=false", *main_job, *args.train_override])  # fmt: skip
+            evaluation = [python, "evaluate.py", f"policy={policy}",
+                          f"policy.checkpoint={run_dir / 'checkpoints' / 'last'}", f"randomization={args.preset}",
+                          "workers=2", "reference_rows=false", "progress=false", *args.eval_override]  # fmt: skip
+            times[f"evaluate {label}"], metrics = evaluate(
+                [*evaluation, f"variants=[{args.variants}]", f"episodes_per_variant={args.eval_episodes}"], eval_dir
+            )
+            if args.held_out:
+                times[f"held-out {label}"], held_out = evaluate(
+                    [*evaluation, f"variants=[{args.held_out}]", f"tasks=[{args.held_out_task}]",
+                     f"episodes_per_variant={args.held_out_episodes}"], eval_dir.with_name(eval_dir.name + "_held_out")
+                )  # fmt: skip
+                metrics = merged(metrics, held_out)
+            per_seed[policy].append(metrics)
         with open(folders(args.out, policy)[0] / "metrics.csv", newline="") as handle:
             curve = [r for r in csv.DictReader(handle) if r["split"] == "val"]
         results[policy] = (curve, per_seed[policy][0])
