@@ -4,6 +4,15 @@
 # are installed; otherwise Debian's ffmpeg package through apt-get (as root, or through sudo).
 set -euo pipefail
 
+# The project venv (~4 GB), the interop tests' own venvs under .pytest_cache (~6.5 GB) and their datasets.
+NEED_GB=${SIM2REAL_NEED_GB:-14}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+free_gb=$(( $(df -Pk "$ROOT" | awk 'NR == 2 {print $4}') / 1048576 ))
+if [ "$free_gb" -lt "$NEED_GB" ]; then
+    echo "setup_system.sh: $ROOT has ${free_gb} GB free; the install and the test suite need ${NEED_GB} GB (set SIM2REAL_NEED_GB to change)" >&2
+    exit 2
+fi
+
 LIBS=(libavutil libavcodec libavformat libavdevice libavfilter libswscale libswresample)
 have_ffmpeg_libs() {
     local listing lib
