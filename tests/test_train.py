@@ -215,6 +215,25 @@ def test_successful_only_drops_the_unsuccessful_episodes() -> None:
         _select_episodes(replace(config, data=replace(config.data, successful_only=True)), failed)
 
 
+def test_a_capped_run_normalizes_with_the_stats_of_its_own_episodes(data: Path, tmp_path: Path) -> None:
+    """``data.max_episodes=N`` normalizes and tokenizes as a dataset of N episodes would: the
+    stats (action percentiles, state mean/std) of the first N episodes, not of the whole dataset."""
+    from sim2real.datasets.training_cache import compute_stats, load_training_data
+    from sim2real.policies import load_checkpoint
+
+    cache = load_training_data(data)
+    end = int(cache.episode_ends[1])
+    expected = compute_stats(cache.state[:end], cache.action[:end])
+    assert not np.array_equal(expected["state_mean"], cache.stats["state_mean"])  # the cap changes them
+    train(_config(data, tmp_path / "capped", {"train.max_steps": 2, "data.max_episodes": 2, "data.val_fraction": 0.5}))
+    saved = load_checkpoint(tmp_path / "capped" / "checkpoints" / "last")
+    for key, value in expected.items():
+        np.testing.assert_array_equal(saved.stats[key], value)
+    np.testing.assert_allclose(saved.tokenizer.p01, expected["action_p01"], rtol=1e-6)
+    np.testing.assert_allclose(saved.tokenizer.p99, expected["action_p99"], rtol=1e-6)
+    assert cache.stats_of_first(3) is cache.stats
+
+
 def test_a_nan_loss_stops_and_names_the_step_and_last_good_checkpoint(data: Path, tmp_path: Path, monkeypatch) -> None:
     import sim2real.policies.training as training
 

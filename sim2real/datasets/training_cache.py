@@ -63,6 +63,14 @@ class TrainingData:
         start = int(self.episode_ends[episode - 1]) if episode else 0
         return start, int(self.episode_ends[episode])
 
+    def stats_of_first(self, count: int) -> dict[str, np.ndarray]:
+        """``stats`` of the first ``count`` episodes only: a run capped at ``count`` episodes
+        normalizes as a run on a dataset of that size would."""
+        if count >= self.num_episodes:
+            return self.stats
+        end = int(self.episode_ends[count - 1])
+        return compute_stats(self.state[:end], self.action[:end])
+
 
 def compute_stats(state: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
     """Per-dimension 1st/99th action percentiles and state mean/std (std floored at 1e-6)."""

@@ -316,10 +316,15 @@ def _open_data(config: TrainConfig) -> TrainingData:
         raise StorageError(converted.errno, f"{converted.strerror}{hint}") from error
 
 
+def _episode_count(config: TrainConfig, data: TrainingData) -> int:
+    """How many of the dataset's episodes the run uses: the first ``max_episodes``, or all."""
+    return data.num_episodes if config.data.max_episodes is None else min(config.data.max_episodes, data.num_episodes)
+
+
 def _select_episodes(config: TrainConfig, data: TrainingData) -> tuple[list[int], list[int]]:
     """Training and validation episode indices: the first ``max_episodes``, split by
     ``val_fraction``, without the unsuccessful ones when ``successful_only``."""
-    count = data.num_episodes if config.data.max_episodes is None else min(config.data.max_episodes, data.num_episodes)
+    count = _episode_count(config, data)
     train_eps, val_eps = split_episodes(count, config.data.val_fraction, config.train.seed)
     if not config.data.successful_only:
         return train_eps, val_eps
@@ -408,8 +413,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     val_set = ChunkedEpisodeDataset(data, val_eps or train_eps[:1], config.data.history, config.data.chunk)
     rank, world = _distributed(device)
     torch.manual_seed(config.train.seed)
-    model = _build_model(config, data.stats).to(device)
-    tokenizer = ActionTokenizer.from_stats(data.stats, bins=getattr(model.config, "bins", 256))
+    stats = data.stats_of_first(_episode_count(config, data))
+    model = _build_model(config, stats).to(device)
+    tokenizer = ActionTokenizer.from_stats(stats, bins=getattr(model.config, "bins", 256))
     frozen = _finetune(config, model) if config.finetune.init_from else None
     bare = model
     if world > 1:
@@ -437,7 +443,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
     loader = BatchLoader(train_set, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
     val_loader = BatchLoader(val_set, batch_size=config.data.batch_size, shuffle=False, num_workers=0)
-    stats = {k: v for k, v in data.stats.items()}
     amp = config.train.mixed_precision and device.type == "cuda"
     bar = tqdm(
         total=config.train.max_steps, initial=start, desc="train", unit="step", disable=not config.progress or rank > 0
