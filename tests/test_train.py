@@ -180,13 +180,19 @@ FLAT_SAVED_CONFIG = {
 }  # fmt: skip
 
 
+#: settings that runs saved in the flat layout cannot hold; resuming counts them at their defaults
+SETTINGS_ADDED_SINCE_THE_FLAT_LAYOUT = {"data.seed"}
+
+
 def test_a_run_saved_with_the_flat_config_layout_resumes(data: Path, tmp_path: Path) -> None:
     from sim2real.training.config import saved_settings
 
     run = tmp_path / "run"
     config = _config(data, run, {"train.max_steps": 4})
     assert saved_settings({**FLAT_SAVED_CONFIG, "data_path": str(data), "output_dir": str(run)}) == {
-        k: v for k, v in config.settings().items() if not (k.startswith("model.") and v is None)
+        k: v
+        for k, v in config.settings().items()
+        if not (k.startswith("model.") and v is None) and k not in SETTINGS_ADDED_SINCE_THE_FLAT_LAYOUT
     }
     train(config)
     flat = {**FLAT_SAVED_CONFIG, "data_path": str(data), "output_dir": str(run)}
@@ -232,6 +238,40 @@ def test_a_capped_run_normalizes_with_the_stats_of_its_own_episodes(data: Path, 
     np.testing.assert_allclose(saved.tokenizer.p01, expected["action_p01"], rtol=1e-6)
     np.testing.assert_allclose(saved.tokenizer.p99, expected["action_p99"], rtol=1e-6)
     assert cache.stats_of_first(3) is cache.stats
+
+
+def test_data_seed_draws_the_split_and_the_batches_and_train_seed_the_rest(data: Path, tmp_path: Path) -> None:
+    """``data.seed`` alone decides the validation split and the batch order, ``train.seed`` the
+    initialisation: runs that share one of them share what it decides, and differ in the rest."""
+    from types import SimpleNamespace
+
+    from sim2real.policies import load_checkpoint
+    from sim2real.training.run import StepBatchSampler, _select_episodes
+
+    episodes = SimpleNamespace(num_episodes=40, success=np.ones(40, bool))
+
+    def split(train_seed: int, data_seed: int | None) -> tuple[list[int], list[int]]:
+        config = TrainConfig(
+            data=DataConfig(path="d", val_fraction=0.25, seed=data_seed), train=OptimConfig(seed=train_seed)
+        )
+        return _select_episodes(config, episodes)
+
+    assert split(0, 5) == split(1, 5) == split(5, None) != split(0, None)
+    assert list(StepBatchSampler(100, 8, 5, 0, 3)) == list(StepBatchSampler(100, 8, 5, 0, 3))
+    assert list(StepBatchSampler(100, 8, 5, 0, 3)) != list(StepBatchSampler(100, 8, 6, 0, 3))
+
+    def initial_weights(train_seed: int, data_seed: int) -> dict[str, torch.Tensor]:
+        out = tmp_path / f"init_{train_seed}_{data_seed}"
+        train(_config(data, out, {"train.max_steps": 1, "train.seed": train_seed, "data.seed": data_seed,
+                                  "train.lr": 1e-12, "train.warmup_steps": 0}))  # fmt: skip
+        return load_checkpoint(out / "checkpoints" / "last").model.state_dict()
+
+    same_init = initial_weights(3, 0), initial_weights(3, 1)
+    assert all(torch.allclose(same_init[0][k], same_init[1][k], atol=1e-6) for k in same_init[0])
+    other = initial_weights(4, 0)
+    assert not all(torch.allclose(same_init[0][k], other[k], atol=1e-6) for k in other)
+    with pytest.raises(TrainSettingError, match=r"data\.seed=-1: expected an integer >= 0, or null for train\.seed"):
+        train(_config(data, tmp_path / "bad", {"data.seed": -1}))
 
 
 def test_a_nan_loss_stops_and_names_the_step_and_last_good_checkpoint(data: Path, tmp_path: Path, monkeypatch) -> None:

@@ -31,6 +31,7 @@ class DataConfig:
     max_episodes: int | None = None  # use the first N episodes; None: every episode
     val_fraction: float = 0.05  # held-out episodes for validation
     successful_only: bool = False  # train and validate on the episodes marked successful only
+    seed: int | None = None  # the validation split and the batch order; None: train.seed
     workers: int | None = None  # loader processes; None: 0 when training on the CPU, else min(8, CPUs // 2)
     batch_size: int = 64
     cache_dir: str | None = None  # a root for training caches (one per dataset); None: beside the dataset
@@ -51,7 +52,7 @@ class OptimConfig:
     val_batches: int = 20
     checkpoint_every: int = 500
     log_every: int = 10
-    seed: int = 0
+    seed: int = 0  # initialisation, dropout and augmentation; also the data's when data.seed is None
     device: str = "auto"  # auto | cpu | cuda | cuda:<index>
     mixed_precision: bool = True  # bf16 autocast on CUDA only
 
@@ -81,6 +82,11 @@ class TrainConfig:
         settings = asdict(self.model) if is_dataclass(self.model) else dict(self.model)
         self.model = {"type": DEFAULT_POLICY, **settings}
         self.data.cameras = list(self.data.cameras)
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the validation split and the batch order: ``data.seed``, else ``train.seed``."""
+        return self.train.seed if self.data.seed is None else self.data.seed
 
     @property
     def policy(self) -> str:

@@ -1,7 +1,7 @@
 """One training run: dataset -> a policy of any registered type -> checkpoints, logs and a summary.
 
-Exact resume: batches are drawn per step from ``SeedSequence([seed, step])`` (not from an
-epoch permutation held in memory), the global torch RNG is re-seeded from ``(seed, step)``
+Exact resume: batches are drawn per step from ``SeedSequence([data seed, step])`` (not from an
+epoch permutation held in memory), the global torch RNG is re-seeded from ``(train.seed, step)``
 before every step (dropout), and checkpoints hold model, EMA, optimiser and scheduler states;
 so a killed run restarted with the same command continues the same loss curve.
 """
@@ -201,6 +201,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("train.checkpoint_every", lambda v: v >= 1, "expected an integer >= 1"),
     ("train.log_every", lambda v: v >= 1, "expected an integer >= 1"),
     ("train.seed", lambda v: v >= 0, "expected an integer >= 0"),
+    ("data.seed", lambda v: v is None or v >= 0, "expected an integer >= 0, or null for train.seed"),
     ("data.batch_size", lambda v: v >= 1, "expected an integer >= 1"),
     ("data.val_fraction", lambda v: 0 <= v < 1, "expected a fraction in [0, 1)"),
     ("data.history", lambda v: v >= 1, "expected observation frames >= 1"),
@@ -325,7 +326,7 @@ def _select_episodes(config: TrainConfig, data: TrainingData) -> tuple[list[int]
     """Training and validation episode indices: the first ``max_episodes``, split by
     ``val_fraction``, without the unsuccessful ones when ``successful_only``."""
     count = _episode_count(config, data)
-    train_eps, val_eps = split_episodes(count, config.data.val_fraction, config.train.seed)
+    train_eps, val_eps = split_episodes(count, config.data.val_fraction, config.data_seed)
     if not config.data.successful_only:
         return train_eps, val_eps
     successful = set(np.flatnonzero(data.success[:count]).tolist())
@@ -439,7 +440,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         start = int(load_training_state(checkpoints / "last", bare, optimizer, scheduler=scheduler, ema=ema)["step"])
     logs = _Logs(out, start) if rank == 0 else None
     sampler = StepBatchSampler(
-        len(train_set), config.data.batch_size, config.train.seed, start, config.train.max_steps, rank, world
+        len(train_set), config.data.batch_size, config.data_seed, start, config.train.max_steps, rank, world
     )
     loader = BatchLoader(train_set, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
     val_loader = BatchLoader(val_set, batch_size=config.data.batch_size, shuffle=False, num_workers=0)
