@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,51 @@ def test_seeds_get_their_own_folders_and_a_row_with_each_count_mean_and_spread(t
     lines = bench.seed_table({"vla": runs})
     assert lines[1].split() == ["vla", "in_distribution", "push", "40", "44", "48", "44.0", "4.0", "50"]
     assert bench.seed_table({"bc": runs[:1]})[1].split()[-3:] == ["40.0", "0.0", "50"]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_held_out_variants_join_the_in_distribution_metrics_of_each_seed() -> None:
+    bench = _bench()
+    held_out = {"closed_loop": {"textures": {"pick_place": {"successes": 20, "trials": 30}}}}
+    merged = bench.merged(_metrics({"push": (3, 4)}), held_out)
+    assert list(merged["closed_loop"]) == ["in_distribution", "textures"]
+    lines = bench.seed_table({"vla": [merged, merged]})
+    assert lines[2].split() == ["vla", "textures", "pick_place", "20", "20", "20.0", "0.0", "30"]
+
+
+def test_push_failures_are_sorted_by_where_the_object_went() -> None:
+    bench = _load("bench_push_failures")
+
+    def kind(**changes) -> str:
+        fields = {"episode": 0, "side": "left", "instruction": "", "success": False, "steps": 100,
+                  "start_distance": 0.2, "final_distance": 0.1, "closest_distance": 0.1, "final_distance_other": 0.4,
+                  "moved": 0.1, "heading_error_deg": 10.0, "last_move_step": 40, "radius": 0.045,
+                  "kind": ""}  # fmt: skip
+        return bench.classify(bench.PushTrace(**{**fields, **changes}), start_distance_other=0.3, max_steps=100)
+
+    assert kind(success=True) == "success"
+    assert kind(moved=0.01) == "never_moved"
+    assert kind(final_distance=0.3, final_distance_other=0.1) == "wrong_target"
+    assert kind(heading_error_deg=60.0) == "wrong_direction"
+    assert kind(closest_distance=0.03, final_distance=0.08) == "overshot"
+    assert kind(closest_distance=0.08, final_distance=0.25) == "passed_beside"
+    assert kind() == "stalled"
+    assert kind(last_move_step=95) == "still_pushing"
+
+
+def test_training_variance_runs_name_their_seeds_and_threads() -> None:
+    bench = _load("bench_training_variance")
+    runs = bench.parse_runs("0:1:2,3:0:1")
+    assert [(r.train_seed, r.data_seed, r.threads) for r in runs] == [(0, 1, 2), (3, 0, 1)]
+    assert runs[0].label == "seed0_data1_threads2"
+    for bad in ("0:1", "a:0:1", "0:0:0"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected TRAIN_SEED:DATA_SEED:THREADS"):
+            bench.parse_runs(bad)
