@@ -16,6 +16,9 @@ and sorts each failure into one kind:
 * ``still_pushing``: it was still moving toward the target when the episode's steps ran out;
 * ``never_moved``: it moved less than 2 cm.
 
+The heading error is the angle between the object's displacement and the line from its start to
+the named target: over the whole episode, and over its first 3 cm (where the push was aimed).
+
 Prints one line per episode and a count per kind, with the mean distances. The scripted
 expert (``--policy expert``) runs the same scenes as a check of the measurement.
 
@@ -44,6 +47,7 @@ from sim2real.sim.backend import BackendConfig, make_backend
 TASK = "push"
 MOVED = 0.02  # m: the object counts as moved
 OFF_LINE_DEG = 45.0
+FIRST_MOVE = 0.03  # m: the heading of the push's start is taken over the object's first 3 cm
 
 
 @dataclass
@@ -61,9 +65,16 @@ class PushTrace:
     final_distance_other: float
     moved: float
     heading_error_deg: float
+    first_heading_error_deg: float
     last_move_step: int
     radius: float
     kind: str
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """The angle between two xy vectors (degrees; 0 when either is zero)."""
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    return 0.0 if norms < 1e-12 else float(np.degrees(np.arccos(np.clip(a @ b / norms, -1.0, 1.0))))
 
 
 def classify(trace: PushTrace, start_distance_other: float, max_steps: int) -> str:
@@ -105,7 +116,7 @@ def trace_episode(env: Sim2RealEnv, backend, policy, scene, episode: int) -> Pus
     to_goal = np.linalg.norm(xy - goal, axis=1)
     displacement = xy[-1] - xy[0]
     line = goal - xy[0]
-    cosine = float(displacement @ line / max(np.linalg.norm(displacement) * np.linalg.norm(line), 1e-9))
+    first = xy[np.argmax(np.linalg.norm(xy - xy[0], axis=1) >= FIRST_MOVE)] - xy[0]
     moved_from_end = np.linalg.norm(xy - xy[-1], axis=1)
     last_move = int(np.flatnonzero(moved_from_end > MOVED).max(initial=0))
     trace = PushTrace(
@@ -113,7 +124,8 @@ def trace_episode(env: Sim2RealEnv, backend, policy, scene, episode: int) -> Pus
         start_distance=float(to_goal[0]), final_distance=float(to_goal[-1]), closest_distance=float(to_goal.min()),
         final_distance_other=float(np.linalg.norm(xy[-1] - elsewhere)),
         moved=float(np.linalg.norm(xy - xy[0], axis=1).max()),
-        heading_error_deg=float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))), last_move_step=last_move,
+        heading_error_deg=angle_deg(displacement, line), first_heading_error_deg=angle_deg(first, line),
+        last_move_step=last_move,
         radius=float(named.size[0]), kind="",
     )  # fmt: skip
     trace.kind = classify(trace, float(np.linalg.norm(xy[0] - elsewhere)), env.max_steps)
@@ -167,7 +179,8 @@ def main() -> None:
         print(f"  {kind:<15} start {np.mean([t.start_distance for t in chosen]):.3f} m, "
               f"end {np.mean([t.final_distance for t in chosen]):.3f} m, "
               f"closest {np.mean([t.closest_distance for t in chosen]):.3f} m, "
-              f"heading error {np.mean([t.heading_error_deg for t in chosen]):.0f} deg")  # fmt: skip
+              f"heading error {np.mean([t.heading_error_deg for t in chosen]):.0f} deg "
+              f"(first 3 cm: {np.mean([t.first_heading_error_deg for t in chosen]):.0f} deg)")  # fmt: skip
     by_side = {s: [t.success for t in traces if t.side == s] for s in ("left", "right")}
     print("  by side: " + ", ".join(f"{s} {sum(v)}/{len(v)}" for s, v in by_side.items()))
     if args.out:

@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,8 +74,8 @@ def test_push_failures_are_sorted_by_where_the_object_went() -> None:
     def kind(**changes) -> str:
         fields = {"episode": 0, "side": "left", "instruction": "", "success": False, "steps": 100,
                   "start_distance": 0.2, "final_distance": 0.1, "closest_distance": 0.1, "final_distance_other": 0.4,
-                  "moved": 0.1, "heading_error_deg": 10.0, "last_move_step": 40, "radius": 0.045,
-                  "kind": ""}  # fmt: skip
+                  "moved": 0.1, "heading_error_deg": 10.0, "first_heading_error_deg": 5.0, "last_move_step": 40,
+                  "radius": 0.045, "kind": ""}  # fmt: skip
         return bench.classify(bench.PushTrace(**{**fields, **changes}), start_distance_other=0.3, max_steps=100)
 
     assert kind(success=True) == "success"
@@ -85,6 +86,8 @@ def test_push_failures_are_sorted_by_where_the_object_went() -> None:
     assert kind(closest_distance=0.08, final_distance=0.25) == "passed_beside"
     assert kind() == "stalled"
     assert kind(last_move_step=95) == "still_pushing"
+    assert bench.angle_deg(np.array([1.0, 0.0]), np.array([1.0, 1.0])) == pytest.approx(45.0)
+    assert bench.angle_deg(np.zeros(2), np.array([1.0, 0.0])) == 0.0
 
 
 def test_training_variance_runs_name_their_seeds_and_threads() -> None:
