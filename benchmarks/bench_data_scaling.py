@@ -39,11 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim2real.pipeline import PipelineSettings
-from sim2real.randomizers import VARIANTS
+from sim2real.randomizers import HELD_OUT_VARIANTS
 from sim2real.sim.experts import TRAINING_DART
 
 ROOT = Path(__file__).resolve().parents[1]
-HELD_OUT = tuple(v for v in VARIANTS if v != "in_distribution")
 MAIN_JOB = PipelineSettings.load()
 
 
@@ -174,7 +173,7 @@ def presets_curve(args: argparse.Namespace) -> None:
         Point(p, generate(args.out / "data" / p, args.task, p, args.preset_episodes), args.preset_episodes)
         for p in args.presets
     ]
-    rows = measure(points, ["in_distribution", *HELD_OUT], args.out / "presets", args)
+    rows = measure(points, ["in_distribution", *HELD_OUT_VARIANTS], args.out / "presets", args)
     write_table(
         rows, args.out / "presets.csv", f"success per variant against the preset trained on ({args.steps} steps)"
     )

@@ -36,11 +36,10 @@ from pathlib import Path
 
 from sim2real.pipeline import PipelineSettings
 from sim2real.policies import POLICIES
-from sim2real.randomizers import VARIANTS
+from sim2real.randomizers import HELD_OUT_VARIANTS
 from sim2real.sim.experts import TRAINING_DART
 
 ROOT = Path(__file__).resolve().parents[1]
-HELD_OUT = tuple(v for v in VARIANTS if v != "in_distribution")
 
 
 def run(command: list[str]) -> float:
@@ -134,7 +133,7 @@ def main() -> None:
     parser.add_argument("--variants", default="in_distribution", help="evaluation variants, comma-separated")
     parser.add_argument("--train-override", action="append", default=[], help="hydra override for train.py")
     parser.add_argument("--eval-override", action="append", default=[], help="hydra override for evaluate.py")
-    parser.add_argument("--held-out", default=",".join(HELD_OUT), help="held-out variants on --held-out-task")
+    parser.add_argument("--held-out", default=",".join(HELD_OUT_VARIANTS), help="held-out variants on --held-out-task")
     parser.add_argument("--held-out-task", default="pick_place")
     parser.add_argument("--held-out-episodes", type=int, default=30)
     parser.add_argument("--train-defaults", action="store_true", help="train.py's defaults, not the main job's")

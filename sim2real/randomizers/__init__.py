@@ -9,9 +9,10 @@ from sim2real.randomizers.config import (
     resolve_randomization,
 )
 from sim2real.randomizers.sampler import sample_scene
-from sim2real.randomizers.splits import SPLITS, VARIANTS
+from sim2real.randomizers.splits import HELD_OUT_VARIANTS, SPLITS, VARIANTS
 
 __all__ = [
+    "HELD_OUT_VARIANTS",
     "SPLITS",
     "VARIANTS",
     "ConfigError",

@@ -24,6 +24,8 @@ from sim2real.randomizers.distributions import Choice, ConfigError, Uniform, Uni
 SPLITS = ("train", "textures", "lighting", "camera", "distractors", "objects", "instructions")
 #: Scene-variant names used by evaluation: ``in_distribution`` is the training split.
 VARIANTS = {"in_distribution": "train", **{s: s for s in SPLITS if s != "train"}}
+#: The variants drawn from held-out splits (every variant but ``in_distribution``).
+HELD_OUT_VARIANTS = tuple(v for v, split in VARIANTS.items() if split != "train")
 
 TRAIN_TEXTURE_SEEDS = (0, 2**20)
 HELDOUT_TEXTURE_SEEDS = (2**20, 2**21)
