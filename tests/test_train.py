@@ -67,6 +67,13 @@ def test_training_writes_checkpoints_logs_and_a_summary(data: Path, tmp_path: Pa
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 8
 
 
+def test_a_rerun_of_a_finished_run_reports_the_same_validation(data: Path, tmp_path: Path) -> None:
+    first = train(_config(data, tmp_path / "run"))
+    again = train(_config(data, tmp_path / "run"))
+    assert again["val"]["loss"] == pytest.approx(first["val"]["loss"], rel=1e-4)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["val"] == again["val"]
+
+
 def test_a_killed_run_resumes_on_the_same_loss_curve(data: Path, tmp_path: Path, monkeypatch) -> None:
     straight = tmp_path / "straight"
     train(_config(data, straight))

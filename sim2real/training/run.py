@@ -497,6 +497,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     bar.close()
     if logs is None:
         return {"rank": rank}
+    if not val:  # a rerun of a finished run: no step ran, so validate the saved weights again
+        with ema.average_parameters(bare):
+            val = evaluate(bare, val_loader, tokenizer, device=device, max_batches=config.train.val_batches)
     logs.flush()
     summary = {
         "output_dir": str(out), "steps": config.train.max_steps, "lr": config.train.lr,
