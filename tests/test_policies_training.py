@@ -30,6 +30,7 @@ from sim2real.policies.training import (
     has_lora,
     merge_lora,
     parameter_groups,
+    random_color,
     random_shift,
     train_step,
 )
@@ -232,6 +233,29 @@ def test_random_shift_is_a_replicate_padded_crop():
         expected = padded[i, :, dy : dy + 12, dx : dx + 10].reshape(2, 3, 12, 10).permute(0, 2, 3, 1)
         assert torch.equal(out[i], expected.to(torch.uint8)), (i, dy, dx)
     assert len({tuple(o) for o in offsets}) > 20  # every shift direction, including none, is exercised
+
+
+def test_random_color_keeps_shape_dtype_and_is_seeded():
+    images = {c: torch.randint(0, 256, (4, 2, 8, 8, 3), dtype=torch.uint8) for c in ("front", "wrist")}
+    out = random_color(images, 0.5, torch.Generator().manual_seed(0))
+    assert all(out[c].shape == images[c].shape and out[c].dtype == torch.uint8 for c in images)
+    assert random_color(images, 0.0) is images
+    again = random_color(images, 0.5, torch.Generator().manual_seed(0))
+    assert all(torch.equal(out[c], again[c]) for c in images)
+    assert not torch.equal(out["front"], images["front"])
+
+
+def test_random_color_changes_every_camera_and_frame_of_a_sample_alike():
+    """Flat grey frames: contrast leaves them flat, so each channel is 100 * brightness * its gain,
+    within the stated ranges and the same for both cameras and both frames of a sample."""
+    flat = torch.full((64, 2, 4, 4, 3), 100, dtype=torch.uint8)
+    out = random_color({"front": flat, "wrist": flat.clone()}, 0.4, torch.Generator().manual_seed(3))
+    assert torch.equal(out["front"], out["wrist"])
+    assert torch.equal(out["front"][:, 0], out["front"][:, 1])
+    gains = out["front"][:, 0, 0, 0].float() / 100  # (64, 3): brightness * channel gain
+    assert gains.min() >= 0.6 * 0.8 - 0.01 and gains.max() <= 1.4 * 1.2 + 0.01
+    assert gains.std(dim=0).min() > 0.05  # the draws differ between samples
+    assert (gains[:, 0] != gains[:, 2]).any()  # and between channels: a colour shift
 
 
 def test_freeze_for_finetune_head_trains_only_the_head_and_last_layer():

@@ -188,7 +188,7 @@ FLAT_SAVED_CONFIG = {
 
 
 #: settings that runs saved in the flat layout cannot hold; resuming counts them at their defaults
-SETTINGS_ADDED_SINCE_THE_FLAT_LAYOUT = {"data.seed"}
+SETTINGS_ADDED_SINCE_THE_FLAT_LAYOUT = {"data.seed", "train.augment_color"}
 
 
 def test_a_run_saved_with_the_flat_config_layout_resumes(data: Path, tmp_path: Path) -> None:

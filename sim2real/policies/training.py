@@ -197,6 +197,32 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
     return out
 
 
+def random_color(
+    images: dict[str, torch.Tensor], strength: float, generator: torch.Generator | None = None
+) -> dict[str, torch.Tensor]:
+    """Photometric augmentation: per sample, one brightness gain in ``[1 - s, 1 + s]``, one
+    contrast factor in ``[1 - s / 2, 1 + s / 2]`` (around the frame's mean) and one gain per
+    colour channel in ``[1 - s / 2, 1 + s / 2]`` (a colour temperature shift), ``s = strength``;
+    the same draw for every camera and frame of a sample, as one light would change them all.
+
+    ``{camera: uint8 (B, T, H, W, 3)}`` -> the same shapes and dtype.
+    """
+    if strength <= 0:
+        return images
+    batch = next(iter(images.values())).shape[0]
+    draws = torch.rand(batch, 5, generator=generator) * 2 - 1  # U(-1, 1): brightness, contrast, 3 channels
+    brightness = (1 + strength * draws[:, 0]).view(batch, 1, 1, 1, 1)
+    contrast = (1 + 0.5 * strength * draws[:, 1]).view(batch, 1, 1, 1, 1)
+    channels = (1 + 0.5 * strength * draws[:, 2:]).view(batch, 1, 1, 1, 3)
+    out = {}
+    for camera, frames in images.items():
+        x = frames.float() * (brightness * channels).to(frames.device)
+        mean = x.mean(dim=(2, 3, 4), keepdim=True)
+        x = (x - mean) * contrast.to(frames.device) + mean
+        out[camera] = x.clamp_(0, 255).round_().to(torch.uint8)
+    return out
+
+
 def _shift_into(out: torch.Tensor, src: torch.Tensor, dy: int, dx: int) -> None:
     """``out[:, y, x] = src[:, clamp(y + dy), clamp(x + dx)]`` for frames (T, H, W, C)."""
     h, w = src.shape[1:3]
@@ -225,6 +251,7 @@ def train_step(
     max_grad_norm: float | None = 1.0,
     amp: bool = True,
     augment_shift: int = 0,
+    augment_color: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
     """One optimisation step on ``batch`` (already on the model's device); returns metrics.
@@ -238,6 +265,8 @@ def train_step(
     device = next(unwrap(model).parameters()).device
     if augment_shift > 0:
         batch = {**batch, "images": {c: random_shift(x, augment_shift, generator) for c, x in batch["images"].items()}}
+    if augment_color > 0:
+        batch = {**batch, "images": random_color(batch["images"], augment_color, generator)}
     optimizer.zero_grad(set_to_none=True)
     with autocast_context(device, amp):
         output = model(batch)  # through the (DDP) wrapper, so gradients get synchronised

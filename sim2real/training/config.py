@@ -48,6 +48,7 @@ class OptimConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     augment_shift: int = 4  # px, random-shift augmentation
+    augment_color: float = 0.0  # brightness, contrast and colour-gain jitter strength in [0, 1); 0: none
     val_every: int = 250
     val_batches: int = 20
     checkpoint_every: int = 500

@@ -196,6 +196,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("train.grad_clip", lambda v: v >= 0, "expected a gradient norm > 0, or 0 for no clipping"),
     ("train.ema_decay", lambda v: 0 <= v < 1, "expected a decay in [0, 1)"),
     ("train.augment_shift", lambda v: v >= 0, "expected pixels >= 0"),
+    ("train.augment_color", lambda v: 0 <= v < 1, "expected a jitter strength in [0, 1)"),
     ("train.val_every", lambda v: v >= 1, "expected an integer >= 1"),
     ("train.val_batches", lambda v: v >= 1, "expected an integer >= 1"),
     ("train.checkpoint_every", lambda v: v >= 1, "expected an integer >= 1"),
@@ -459,7 +460,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         try:
             metrics = train_step(model, move_batch(batch, device), tokenizer, optimizer, step=step, scheduler=scheduler,
                                  ema=ema, max_grad_norm=config.train.grad_clip, amp=amp,
-                                 augment_shift=config.train.augment_shift, generator=augment)  # fmt: skip
+                                 augment_shift=config.train.augment_shift, augment_color=config.train.augment_color,
+                                 generator=augment)  # fmt: skip
         except NonFiniteLossError as error:
             if logs is not None:
                 logs.flush()
