@@ -6,9 +6,10 @@ success rates, one row per policy type side by side.
 Training uses the main job's model and schedule settings (``configs/pipeline.yaml``'s ``train``
 list: 64x64 images, wide bin targets, lr 1e-3, a short weight average) for 9,000 steps, three
 times the main job's for three times its tasks; ``--train-defaults`` trains with train.py's own
-defaults instead (128x128, narrow bin targets). ``--train-override`` comes after either;
-``--generate-override`` changes the demonstrations (``'+randomization.distractors.count={choice:[0,1,2]}'``
-adds up to two distractors to the training scenes; the evaluation scenes keep ``--preset``).
+defaults instead (128x128, narrow bin targets). ``--train-override`` comes after either.
+The training scenes are ``--preset``'s plus 0 to ``--training-distractors`` (2) distractors of
+the training shapes (0: none); the evaluation scenes keep ``--preset`` (in-distribution: no
+distractors). ``--generate-override`` changes the demonstrations further.
 The demonstrations carry DART kicks (3 cm on 20 % of the steps, the expert's clean actions
 recorded): ``--expert-noise 0`` records clean ones.
 ``--seeds N`` trains each type N times (``train.seed`` 0..N-1, same data, same evaluation scenes)
@@ -21,7 +22,8 @@ Usage: python benchmarks/bench_vla_closed_loop.py [--policy vla[,bc]] [--episode
        [--preset light] [--expert-noise 0.03] [--expert-noise-rate 0.2] [--eval-episodes 50] [--out runs/bench_vla]
        [--seeds 1] [--variants in_distribution] [--held-out textures,lighting,...]
        [--held-out-task pick_place] [--held-out-episodes 30] [--train-defaults]
-       [--generate-override KEY=VALUE ...] [--train-override KEY=VALUE ...] [--eval-override KEY=VALUE ...]
+       [--training-distractors 2] [--generate-override KEY=VALUE ...]
+       [--train-override KEY=VALUE ...] [--eval-override KEY=VALUE ...]
 Folders under --out: data/, and per type train/ + eval/ (vla) or train_<type>/ + eval_<type>/; seeds after
 the first add _seed<N>."""
 
@@ -75,6 +77,13 @@ def training_settings(policy: str, train_defaults: bool) -> list[str]:
     fields = set(POLICIES.get(policy).config_class.__dataclass_fields__)
     overrides = PipelineSettings.load().overrides["train"]
     return [o for o in overrides if not o.startswith("model.") or o.split("=")[0].split(".", 1)[1] in fields]
+
+
+def distractor_overrides(most: int) -> list[str]:
+    """generate.py's override for 0 to ``most`` distractors per training scene; none for 0."""
+    if most <= 0:
+        return []
+    return ["++randomization.distractors.count={choice:[" + ",".join(map(str, range(most + 1))) + "]}"]
 
 
 def evaluate(command: list[str], eval_dir: Path) -> tuple[float, dict]:
@@ -133,6 +142,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_vla")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per policy type")
     parser.add_argument("--variants", default="in_distribution", help="evaluation variants, comma-separated")
+    parser.add_argument("--training-distractors", type=int, default=2, help="most distractors per training scene")
     parser.add_argument("--generate-override", action="append", default=[], help="hydra override for generate.py")
     parser.add_argument("--train-override", action="append", default=[], help="hydra override for train.py")
     parser.add_argument("--eval-override", action="append", default=[], help="hydra override for evaluate.py")
@@ -148,7 +158,8 @@ def main() -> None:
                              f"num_episodes={3 * args.episodes_per_task}", "workers=2", "shard_size=50",
                              "formats=[zarr]", f"output_dir={data}", f"expert_noise={args.expert_noise}",
                              f"expert_noise_rate={args.expert_noise_rate}",
-                             "progress=false", *args.generate_override])  # fmt: skip
+                             "progress=false", *distractor_overrides(args.training_distractors),
+                             *args.generate_override])  # fmt: skip
     results, per_seed = {}, {}
     for policy in args.policy:
         per_seed[policy] = []

@@ -50,6 +50,12 @@ def test_seeds_get_their_own_folders_and_a_row_with_each_count_mean_and_spread(t
     assert bench.seed_table({"bc": runs[:1]})[1].split()[-3:] == ["40.0", "0.0", "50"]
 
 
+def test_training_distractors_become_one_generate_override() -> None:
+    bench = _bench()
+    assert bench.distractor_overrides(0) == []
+    assert bench.distractor_overrides(2) == ["++randomization.distractors.count={choice:[0,1,2]}"]
+
+
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
