@@ -6,7 +6,8 @@ success rates, one row per policy type side by side.
 Training uses the main job's model and schedule settings (``configs/pipeline.yaml``'s ``train``
 list: 64x64 images, wide bin targets, lr 1e-3, a short weight average) for 9,000 steps, three
 times the main job's for three times its tasks; ``--train-defaults`` trains with train.py's own
-defaults instead (128x128, narrow bin targets). ``--train-override`` comes after either.
+defaults instead (128x128, narrow bin targets); either way with photometric augmentation
+(``train.augment_color``, ``--augment-color 0.5``; 0: none). ``--train-override`` comes last.
 The training scenes are ``--preset``'s plus 0 to ``--training-distractors`` (2) distractors of
 the training shapes (0: none); the evaluation scenes keep ``--preset`` (in-distribution: no
 distractors). ``--generate-override`` changes the demonstrations further.
@@ -22,7 +23,7 @@ Usage: python benchmarks/bench_vla_closed_loop.py [--policy vla[,bc]] [--episode
        [--preset light] [--expert-noise 0.03] [--expert-noise-rate 0.2] [--eval-episodes 50] [--out runs/bench_vla]
        [--seeds 1] [--variants in_distribution] [--held-out textures,lighting,...]
        [--held-out-task pick_place] [--held-out-episodes 30] [--train-defaults]
-       [--training-distractors 2] [--generate-override KEY=VALUE ...]
+       [--training-distractors 2] [--augment-color 0.5] [--generate-override KEY=VALUE ...]
        [--train-override KEY=VALUE ...] [--eval-override KEY=VALUE ...]
 Folders under --out: data/, and per type train/ + eval/ (vla) or train_<type>/ + eval_<type>/; seeds after
 the first add _seed<N>."""
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per policy type")
     parser.add_argument("--variants", default="in_distribution", help="evaluation variants, comma-separated")
     parser.add_argument("--training-distractors", type=int, default=2, help="most distractors per training scene")
+    parser.add_argument("--augment-color", type=float, default=0.5, help="train.augment_color of every run")
     parser.add_argument("--generate-override", action="append", default=[], help="hydra override for generate.py")
     parser.add_argument("--train-override", action="append", default=[], help="hydra override for train.py")
     parser.add_argument("--eval-override", action="append", default=[], help="hydra override for evaluate.py")
@@ -166,11 +168,11 @@ def main() -> None:
         for seed in range(args.seeds):
             run_dir, eval_dir = folders(args.out, policy, seed)
             label = policy if seed == 0 else f"{policy} seed {seed}"
+            settings = [*training_settings(policy, args.train_defaults), f"train.augment_color={args.augment_color}"]
             times[f"train {label}"] = run([python, "train.py", f"model={policy}", f"data.path={data / 'zarr'}",
                                            f"output_dir={run_dir}", f"train.max_steps={args.steps}",
                                            f"train.seed={seed}", "train.val_every=500", "train.checkpoint_every=1000",
-                                           "progress=false", *training_settings(policy, args.train_defaults),
-                                           *args.train_override])  # fmt: skip
+                                           "progress=false", *settings, *args.train_override])  # fmt: skip
             evaluation = [python, "evaluate.py", f"policy={policy}",
                           f"policy.checkpoint={run_dir / 'checkpoints' / 'last'}", f"randomization={args.preset}",
                           "workers=2", "reference_rows=false", "progress=false", *args.eval_override]  # fmt: skip
