@@ -209,17 +209,16 @@ def random_color(
     """
     if strength <= 0:
         return images
-    batch = next(iter(images.values())).shape[0]
-    draws = torch.rand(batch, 5, generator=generator) * 2 - 1  # U(-1, 1): brightness, contrast, 3 channels
-    brightness = (1 + strength * draws[:, 0]).view(batch, 1, 1, 1, 1)
+    first = next(iter(images.values()))
+    batch = first.shape[0]
+    draws = (torch.rand(batch, 5, generator=generator) * 2 - 1).to(first.device)  # brightness, contrast, 3 channels
+    gain = (1 + strength * draws[:, :1]) * (1 + 0.5 * strength * draws[:, 2:])  # (B, 3)
     contrast = (1 + 0.5 * strength * draws[:, 1]).view(batch, 1, 1, 1, 1)
-    channels = (1 + 0.5 * strength * draws[:, 2:]).view(batch, 1, 1, 1, 3)
     out = {}
     for camera, frames in images.items():
-        x = frames.float() * (brightness * channels).to(frames.device)
+        x = frames.float() * gain.view(batch, 1, 1, 1, 3)
         mean = x.mean(dim=(2, 3, 4), keepdim=True)
-        x = (x - mean) * contrast.to(frames.device) + mean
-        out[camera] = x.clamp_(0, 255).round_().to(torch.uint8)
+        out[camera] = ((x - mean) * contrast + mean).clamp_(0, 255).round_().to(torch.uint8)
     return out
 
 

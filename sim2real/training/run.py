@@ -450,6 +450,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
         total=config.train.max_steps, initial=start, desc="train", unit="step", disable=not config.progress or rank > 0
     )
     wait, compute, last_saved, val = 0.0, 0.0, start, {}
+
+    def validate() -> dict[str, float]:
+        """The validation metrics of the weight average (EMA) of ``bare``."""
+        with ema.average_parameters(bare):
+            return evaluate(bare, val_loader, tokenizer, device=device, max_batches=config.train.val_batches)
+
     augment = torch.Generator().manual_seed(derived_seed(config.train.seed, 7))
     tick = time.perf_counter()
     for step, batch in zip(range(start, config.train.max_steps), loader, strict=False):
@@ -479,8 +485,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['token_accuracy']:.2f}")
         done = step + 1
         if logs is not None and (done % config.train.val_every == 0 or done == config.train.max_steps):
-            with ema.average_parameters(bare):
-                val = evaluate(bare, val_loader, tokenizer, device=device, max_batches=config.train.val_batches)
+            val = validate()
             logs.log(done, "val", val)
         if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
             if logs is not None:
@@ -500,8 +505,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if logs is None:
         return {"rank": rank}
     if not val:  # a rerun of a finished run: no step ran, so validate the saved weights again
-        with ema.average_parameters(bare):
-            val = evaluate(bare, val_loader, tokenizer, device=device, max_batches=config.train.val_batches)
+        val = validate()
     logs.flush()
     summary = {
         "output_dir": str(out), "steps": config.train.max_steps, "lr": config.train.lr,
