@@ -20,10 +20,12 @@ SHAPE_NOUNS = {
     "bowl": "bowl", "disc": "target",
 }  # fmt: skip
 
-#: Default half-extents (m) per shape for task objects.
+#: Default half-extents (m) per shape for task objects. The ellipsoid (an egg) lies on its side
+#: with its shortest semi-axis vertical, the one resting pose in which a touch does not tip it:
+#: stood on end (semi-axes 2.2 x 2.2 x 2.8 cm) it topples and rolls off before the robot moves.
 DEFAULT_SIZES: dict[str, tuple[float, ...]] = {
     "cube": (0.02,), "block": (0.025, 0.025, 0.018), "cylinder": (0.024, 0.024), "sphere": (0.022,),
-    "capsule": (0.018, 0.012), "ellipsoid": (0.022, 0.022, 0.028), "hex_prism": (0.024, 0.022),
+    "capsule": (0.018, 0.012), "ellipsoid": (0.022, 0.028, 0.02), "hex_prism": (0.024, 0.022),
     "tri_prism": (0.028, 0.022), "bowl": (0.075, 0.03), "disc": (0.045, 0.001),
 }  # fmt: skip
 
