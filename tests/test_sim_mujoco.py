@@ -401,3 +401,28 @@ def test_every_manipulated_shape_rests_where_it_was_placed(backend, shape: str) 
     end = backend.privileged_state().objects[obj.name]
     assert np.linalg.norm(end.pos - start.pos) < 0.002
     assert abs(float(end.quat @ start.quat)) > 0.999
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_the_push_expert_looks_along_its_push_with_the_wrist_camera(backend, seed: int) -> None:
+    """While it pushes, the hand's yaw points the wrist camera from the object to the named target
+    (within 3 degrees on the median step), so that the policy sees both in one close view."""
+    from sim2real.contracts.geometry import matrix_to_rpy
+
+    scene = sample_scene("push", seed)
+    target = scene.objects[1] if scene.task_params["side"] == "left" else scene.objects[2]
+    expert = make_expert(scene, np.random.default_rng(0))
+    backend.reset(scene)
+    errors = []
+    for _ in range(make_task("push").max_steps):
+        state = backend.privileged_state()
+        action = expert.act(state)
+        if expert.phase == "push":
+            line = np.asarray(target.pos[:2]) - state.objects[scene.objects[0].name].pos[:2]
+            error = float(matrix_to_rpy(state.ee_mat)[2]) - float(np.arctan2(line[1], line[0]))
+            errors.append(abs((error + np.pi) % (2 * np.pi) - np.pi))
+        backend.step(action)
+        if make_task("push").success(backend.privileged_state(), scene):
+            break
+    assert make_task("push").success(backend.privileged_state(), scene)
+    assert len(errors) >= 3 and np.degrees(np.median(errors)) < 3.0

@@ -104,8 +104,9 @@ class StackExpert(_PickAndRelease):
 
 @EXPERTS.register("push")
 class PushExpert(Expert):
-    """Closes the gripper, drops behind the object on the far side from the target, and
-    pushes it along the line to the target's centre."""
+    """Closes the gripper, turns the hand so that the wrist camera looks along the push (the
+    object and the target both in its view), drops behind the object on the far side from the
+    target, and pushes it along the line to the target's centre."""
 
     push_height = 0.04
 
@@ -119,6 +120,11 @@ class PushExpert(Expert):
             vec = goal - state.objects[obj.name].pos[:2]
             return vec / max(np.linalg.norm(vec), 1e-6)
 
+        def heading(state: PrivilegedState) -> float:
+            """The TCP yaw (rad) that points the wrist camera along the push."""
+            d = direction(state)
+            return float(np.arctan2(d[1], d[0]))
+
         def behind(state: PrivilegedState, height: float) -> np.ndarray:
             xy = state.objects[obj.name].pos[:2] - direction(state) * standoff
             return np.r_[xy, height]
@@ -131,20 +137,20 @@ class PushExpert(Expert):
             to_goal = goal - obj_xy
             distance = np.linalg.norm(to_goal)
             if distance < target.size[0] * 0.3:
-                return Waypoint(state.ee_pos, 0.0, CLOSED)
+                return Waypoint(state.ee_pos, heading(state), CLOSED)
             d = to_goal / max(distance, 1e-6)
             behind_xy = obj_xy - d * contact
             offset = state.ee_pos[:2] - behind_xy
             lateral = offset - d * np.dot(offset, d)
             if np.linalg.norm(lateral) > 0.012:  # off the line: back off and realign
-                return Waypoint(np.r_[obj_xy - d * (contact + 0.02), self.push_height], 0.0, CLOSED)
-            return Waypoint(np.r_[behind_xy + d * min(0.03, distance), self.push_height], 0.0, CLOSED)
+                return Waypoint(np.r_[obj_xy - d * (contact + 0.02), self.push_height], heading(state), CLOSED)
+            return Waypoint(np.r_[behind_xy + d * min(0.03, distance), self.push_height], heading(state), CLOSED)
 
         return [
-            Phase("approach", lambda s: Waypoint(behind(s, 0.12), 0.0, CLOSED), tolerance=0.02, max_steps=25),
-            Phase("descend", lambda s: Waypoint(behind(s, self.push_height), 0.0, CLOSED), tolerance=0.01,
+            Phase("approach", lambda s: Waypoint(behind(s, 0.12), heading(s), CLOSED), tolerance=0.02, max_steps=25),
+            Phase("descend", lambda s: Waypoint(behind(s, self.push_height), heading(s), CLOSED), tolerance=0.01,
                   max_steps=15),
             Phase("push", push_point, tolerance=0.002, max_steps=45, max_position_step=0.025),
-            Phase("retreat", lambda s: Waypoint(np.r_[s.ee_pos[:2] - direction(s) * 0.02, 0.15], 0.0, CLOSED),
+            Phase("retreat", lambda s: Waypoint(np.r_[s.ee_pos[:2] - direction(s) * 0.02, 0.15], heading(s), CLOSED),
                   tolerance=0.02, max_steps=10, max_position_step=0.02),
         ]  # fmt: skip
