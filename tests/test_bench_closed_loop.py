@@ -26,6 +26,26 @@ def _metrics(rates: dict[str, tuple[int, int]]) -> dict:
     return {"closed_loop": {"in_distribution": entries}}
 
 
+def test_seeds_train_side_by_side_on_shared_out_cores(tmp_path: Path) -> None:
+    """``--parallel N``: N runs at once, each told to use its share of the cores; a failed run
+    fails the benchmark."""
+    import subprocess
+
+    bench = _bench()
+    assert bench.threads_per_run(1, cores=2) is None
+    assert bench.threads_per_run(2, cores=2) == 1
+    assert bench.threads_per_run(2, cores=16) == 8
+    assert bench.threads_per_run(3, cores=2) == 1
+    write = "import os, sys; open(sys.argv[1], 'w').write(os.environ.get('OMP_NUM_THREADS', 'unset'))"
+    commands = {f"seed {n}": [sys.executable, "-c", write, str(tmp_path / f"threads{n}")] for n in range(3)}
+    times = bench.run_all(commands, parallel=2)
+    assert set(times) == set(commands) and all(t > 0 for t in times.values())
+    expected = str(bench.threads_per_run(2))
+    assert [(tmp_path / f"threads{n}").read_text() for n in range(3)] == [expected] * 3
+    with pytest.raises(subprocess.CalledProcessError):
+        bench.run_all({"ok": [sys.executable, "-c", "pass"], "bad": [sys.executable, "-c", "raise SystemExit(3)"]}, 2)
+
+
 def test_the_benchmark_prints_the_vla_and_bc_rows_side_by_side(tmp_path: Path) -> None:
     bench = _bench()
     assert bench.policy_types("vla,bc") == ["vla", "bc"]
