@@ -1,11 +1,12 @@
-"""The closed-loop benchmark: generate 200 episodes per task, train each policy type asked for
+"""The closed-loop benchmark: generate 600 episodes per task, train each policy type asked for
 (``--policy vla,bc``: the 256-bin VLA and the regression-head BC on the same encoders) on all three
 tasks, evaluate each closed loop on the same in-distribution scenes (50 per task) and on every
 held-out variant (30 pick_place scenes each); print the times, the validation curves and the
 success rates, one row per policy type side by side.
 Training uses the main job's model and schedule settings (``configs/pipeline.yaml``'s ``train``
-list: 64x64 images, wide bin targets, lr 1e-3, a short weight average) for 9,000 steps, three
-times the main job's for three times its tasks; ``--train-defaults`` trains with train.py's own
+list: 64x64 images, wide bin targets, lr 1e-3, a short weight average) for 12,000 steps, four
+times the main job's for three times its tasks and data (push needs about 600 demonstrations and
+a few thousand steps' share; see the README); ``--train-defaults`` trains with train.py's own
 defaults instead (128x128, narrow bin targets); either way with photometric augmentation
 (``train.augment_color``, ``--augment-color 0.5``; 0: none). ``--train-override`` comes last.
 The training scenes are ``--preset``'s plus 0 to ``--training-distractors`` (2) distractors of
@@ -21,7 +22,7 @@ core). ``--held-out V1,V2``
 evaluates each seed on those held-out variants, on ``--held-out-task``'s scenes only
 (``--held-out-episodes`` each; ``--held-out ""`` evaluates none). A rerun skips the evaluations
 that finished and resumes the training runs.
-Usage: python benchmarks/bench_vla_closed_loop.py [--policy vla[,bc]] [--episodes-per-task 200] [--steps 9000]
+Usage: python benchmarks/bench_vla_closed_loop.py [--policy vla[,bc]] [--episodes-per-task 600] [--steps 12000]
        [--preset light] [--expert-noise 0.03] [--expert-noise-rate 0.2] [--eval-episodes 50] [--out runs/bench_vla]
        [--seeds 1] [--parallel 1] [--variants in_distribution] [--held-out textures,lighting,...]
        [--held-out-task pick_place] [--held-out-episodes 30] [--train-defaults]
@@ -163,8 +164,8 @@ def success_table(metrics: dict[str, dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--policy", type=policy_types, default=["vla"], help="policy types, comma-separated")
-    parser.add_argument("--episodes-per-task", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=9000)
+    parser.add_argument("--episodes-per-task", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=12000)
     parser.add_argument("--preset", default="light")
     parser.add_argument("--expert-noise", type=float, default=TRAINING_DART.scale, help="DART kick std (m)")
     parser.add_argument("--expert-noise-rate", type=float, default=TRAINING_DART.rate, help="fraction kicked")
