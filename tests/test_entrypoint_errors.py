@@ -77,6 +77,7 @@ def read_only(folder: Path) -> list[str]:
         ("train.max_steps=0", ("train.max_steps=0", ">= 1")),
         ("train.lr=-1", ("train.lr=-1", "> 0")),
         ("train.augment_color=1.5", ("train.augment_color=1.5", "[0, 1)")),
+        ("data.balance=episode", ("data.balance=episode", "frame, task")),
         ("model.embed_dim=7", ("model.embed_dim=7", "heads")),
     ],
 )

@@ -188,7 +188,7 @@ FLAT_SAVED_CONFIG = {
 
 
 #: settings that runs saved in the flat layout cannot hold; resuming counts them at their defaults
-SETTINGS_ADDED_SINCE_THE_FLAT_LAYOUT = {"data.seed", "train.augment_color"}
+SETTINGS_ADDED_SINCE_THE_FLAT_LAYOUT = {"data.seed", "train.augment_color", "data.balance"}
 
 
 def test_a_run_saved_with_the_flat_config_layout_resumes(data: Path, tmp_path: Path) -> None:
@@ -279,6 +279,39 @@ def test_data_seed_draws_the_split_and_the_batches_and_train_seed_the_rest(data:
     assert not all(torch.allclose(same_init[0][k], other[k], atol=1e-6) for k in other)
     with pytest.raises(TrainSettingError, match=r"data\.seed=-1: expected an integer >= 0, or null for train\.seed"):
         train(_config(data, tmp_path / "bad", {"data.seed": -1}))
+
+
+class _TwoTasks:
+    """Episode layout of a dataset whose task 0 has 60 frames in 2 episodes and task 1 has 10 in 2."""
+
+    episode_ends = np.array([30, 60, 65, 70])
+    task_index = np.array([0, 0, 1, 1])
+
+    def episode_range(self, episode: int) -> tuple[int, int]:
+        return (int(self.episode_ends[episode - 1]) if episode else 0), int(self.episode_ends[episode])
+
+
+def test_task_balance_gives_every_task_the_same_share_of_the_batches(tmp_path: Path) -> None:
+    """``data.balance=task``: a task of short episodes is drawn as often as one of long ones; the
+    batches stay a function of (seed, step), so a resumed run draws what an unbroken one would."""
+    from sim2real.datasets.torch_dataset import ChunkedEpisodeDataset
+    from sim2real.training.run import StepBatchSampler
+
+    dataset = ChunkedEpisodeDataset(_TwoTasks(), [0, 1, 2, 3], history=1, chunk=4)  # type: ignore[arg-type]
+    weights = dataset.task_balanced_weights()
+    assert (
+        weights.shape == (70,) and weights[:60].sum() == pytest.approx(0.5) and weights[60:].sum() == pytest.approx(0.5)
+    )
+
+    def short_task_share(sampler: StepBatchSampler) -> float:
+        return float(np.mean(np.concatenate([np.asarray(batch) for batch in sampler]) >= 60))
+
+    assert short_task_share(StepBatchSampler(70, 64, 0, 0, 200, weights=weights)) == pytest.approx(0.5, abs=0.02)
+    assert short_task_share(StepBatchSampler(70, 64, 0, 0, 200)) == pytest.approx(10 / 70, abs=0.02)
+    unbroken = list(StepBatchSampler(70, 64, 0, 0, 20, weights=weights))
+    assert list(StepBatchSampler(70, 64, 0, 12, 20, weights=weights)) == unbroken[12:]
+    with pytest.raises(TrainSettingError, match=r"data\.balance=episode: expected one of frame, task"):
+        train(_config(tmp_path, tmp_path / "bad", {"data.balance": "episode"}))
 
 
 def test_a_nan_loss_stops_and_names_the_step_and_last_good_checkpoint(data: Path, tmp_path: Path, monkeypatch) -> None:

@@ -52,6 +52,14 @@ class ChunkedEpisodeDataset(Dataset):
     def __len__(self) -> int:
         return len(self._step)
 
+    def task_balanced_weights(self) -> np.ndarray:
+        """Sampling probabilities (N,) float64 that give every task the same share of the samples,
+        split evenly over that task's frames (a task of short episodes gets as many as one of long ones)."""
+        tasks = np.asarray(self.data.task_index)[self._episode]
+        _, inverse, counts = np.unique(tasks, return_inverse=True, return_counts=True)
+        weights = 1.0 / (counts[inverse] * len(counts))
+        return weights / weights.sum()
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         batch = self.batch([index])
         sample = {key: value[0] for key, value in batch.items() if key != "images"}

@@ -18,6 +18,8 @@ from omegaconf import MISSING
 DEFAULT_POLICY = "vla"
 #: model settings that come from ``data.*`` (one value for the data and the model)
 MODEL_FROM_DATA = ("cameras", "history", "chunk")
+#: ``data.balance`` values: draw training samples uniformly over frames, or over tasks (then frames)
+BALANCE_MODES = ("frame", "task")
 
 
 @dataclass
@@ -35,6 +37,7 @@ class DataConfig:
     workers: int | None = None  # loader processes; None: 0 when training on the CPU, else min(8, CPUs // 2)
     batch_size: int = 64
     cache_dir: str | None = None  # a root for training caches (one per dataset); None: beside the dataset
+    balance: str = "frame"  # what a sample is drawn uniformly over: frame (every frame alike) | task (every task alike)
 
 
 @dataclass

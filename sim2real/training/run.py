@@ -34,7 +34,7 @@ from sim2real.datasets.training_cache import TrainingData, load_training_data
 from sim2real.entrypoint import check_writable_folder
 from sim2real.errors import Sim2RealError, StorageError, UsageError, storage_error
 from sim2real.policies.training import FINETUNE_MODES
-from sim2real.training.config import MODEL_FROM_DATA, DataConfig, TrainConfig, saved_settings
+from sim2real.training.config import BALANCE_MODES, MODEL_FROM_DATA, DataConfig, TrainConfig, saved_settings
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +54,25 @@ class TrainSettingError(TrainingError, UsageError):
 class StepBatchSampler(Sampler[list[int]]):
     """Step ``s``'s global batch = ``batch_size * world`` indices drawn from
     ``SeedSequence([seed, s])``, for ``s`` in ``[start, stop)``; process ``rank`` takes its slice.
-    Any step's batch is known without replaying the ones before it (exact resume)."""
+    Any step's batch is known without replaying the ones before it (exact resume). Indices are
+    uniform over ``[0, size)``, or drawn with ``weights`` (probabilities (size,)) when given."""
 
     def __init__(
-        self, size: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1
-    ) -> None:
+        self, size: int, batch_size: int, seed: int, start: int, stop: int, rank: int = 0, world: int = 1,
+        weights: np.ndarray | None = None,
+    ) -> None:  # fmt: skip
         self.size, self.batch_size, self.seed, self.start, self.stop = size, batch_size, seed, start, stop
         self.rank, self.world = rank, world
+        self.cumulative = None if weights is None else np.cumsum(weights) / np.sum(weights)
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.stop):
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xB47C, step]))
-            batch = rng.integers(0, self.size, self.batch_size * self.world)
+            if self.cumulative is None:
+                batch = rng.integers(0, self.size, self.batch_size * self.world)
+            else:
+                draws = rng.random(self.batch_size * self.world)
+                batch = np.minimum(np.searchsorted(self.cumulative, draws, side="right"), self.size - 1)
             yield batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size].tolist()
 
     def __len__(self) -> int:
@@ -209,6 +216,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("data.chunk", lambda v: v >= 1, "expected future actions >= 1"),
     ("data.max_episodes", lambda v: v is None or v >= 1, "expected >= 1, or null for every episode"),
     ("data.cameras", lambda v: len(v) > 0 and len(set(v)) == len(v), "expected one or more camera names, each once"),
+    ("data.balance", lambda v: v in BALANCE_MODES, f"expected one of {', '.join(BALANCE_MODES)}"),
     ("finetune.mode", lambda v: v in FINETUNE_MODES, f"expected one of {', '.join(FINETUNE_MODES)}"),
 )
 
@@ -440,8 +448,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if (checkpoints / "last").exists():
         start = int(load_training_state(checkpoints / "last", bare, optimizer, scheduler=scheduler, ema=ema)["step"])
     logs = _Logs(out, start) if rank == 0 else None
+    weights = train_set.task_balanced_weights() if config.data.balance == "task" else None
     sampler = StepBatchSampler(
-        len(train_set), config.data.batch_size, config.data_seed, start, config.train.max_steps, rank, world
+        len(train_set), config.data.batch_size, config.data_seed, start, config.train.max_steps, rank, world, weights
     )
     loader = BatchLoader(train_set, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0)
     val_loader = BatchLoader(val_set, batch_size=config.data.batch_size, shuffle=False, num_workers=0)
