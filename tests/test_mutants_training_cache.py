@@ -217,6 +217,31 @@ def test_a_cache_another_process_finished_first_is_kept(dataset: Path) -> None:
     assert sorted(p.name for p in data.root.parent.iterdir()) == [dataset.name]
 
 
+def _load_instructions(path: str) -> list[str]:
+    return load_training_data(Path(path)).instructions
+
+
+def test_runs_that_start_together_build_one_cache_and_all_use_it(dataset: Path) -> None:
+    """Seeds trained side by side open a stale cache at once: while one builds it the others wait
+    (they neither build their own nor swap it in under the first), then all use it; no
+    half-built folder is left behind."""
+    import multiprocessing
+    import time
+
+    from sim2real.datasets.training_cache import _building
+
+    first = load_training_data(dataset)
+    (dataset / "zz_extra.txt").write_text("x")  # every process now finds the cache stale
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        with _building(first.root):  # this process is "building": the others must wait for it
+            pending = pool.map_async(_load_instructions, [str(dataset)] * 4)
+            time.sleep(1.0)
+            assert not pending.ready()
+        assert pending.get(timeout=60) == [first.instructions] * 4
+    assert sorted(p.name for p in first.root.parent.iterdir()) == [dataset.name]
+    assert load_training_data(dataset).root == first.root
+
+
 def test_reader_options_reach_the_reader(dataset: Path) -> None:
     with pytest.raises(DatasetError, match="not an HDF5 file"):
         load_training_data(dataset, format_name="hdf5")

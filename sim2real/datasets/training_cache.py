@@ -13,10 +13,13 @@ Cache layout (``<dataset>/.sim2real_cache/`` unless given)::
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +93,20 @@ def _fresh(cache: Path, source: Path, cameras: tuple[str, ...] | None) -> bool:
         return False
     meta = json.loads(meta_path.read_text())
     return meta.get("fingerprint") == _fingerprint(source) and not set(cameras or ()) - set(meta["cameras"])
+
+
+@contextmanager
+def _building(cache: Path) -> Iterator[None]:
+    """An exclusive lock on ``cache``'s parent folder while one process checks and builds the
+    cache: runs that start together (seeds trained side by side) build it once; the others wait,
+    then find it fresh. Closing the folder releases the lock, also when the process dies."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    handle = os.open(cache.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
 
 
 def build_cache(reader: EpisodeReader, source: Path, cache: Path, cameras: tuple[str, ...] | None) -> None:
@@ -167,12 +184,14 @@ def load_training_data(
     cache = cache_location(source, cache_dir)
     meta_path = cache / "meta.json"
     if not _fresh(cache, source, cameras):
-        verify_recorded_files(source)  # the bytes a generation run recorded, before they are decoded
-        reader = open_dataset(source, **reader_options)
-        try:
-            build_cache(reader, source, cache, cameras)
-        finally:
-            reader.close()
+        with _building(cache):
+            if not _fresh(cache, source, cameras):  # not built by a run that held the lock first
+                verify_recorded_files(source)  # the bytes a generation run recorded, before they are decoded
+                reader = open_dataset(source, **reader_options)
+                try:
+                    build_cache(reader, source, cache, cameras)
+                finally:
+                    reader.close()
     meta = json.loads(meta_path.read_text())
     lowdim = np.load(cache / "lowdim.npz")
     stats = {k: np.asarray(v, np.float32) for k, v in json.loads((cache / "stats.json").read_text()).items()}
