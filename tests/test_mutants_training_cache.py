@@ -232,6 +232,8 @@ def test_runs_that_start_together_build_one_cache_and_all_use_it(dataset: Path) 
 
     first = load_training_data(dataset)
     (dataset / "zz_extra.txt").write_text("x")  # every process now finds the cache stale
+    dead = first.root.with_name(f"{first.root.name}.incomplete-999999")  # a killed build's leftovers
+    dead.mkdir()
     with multiprocessing.get_context("fork").Pool(4) as pool:
         with _building(first.root):  # this process is "building": the others must wait for it
             pending = pool.map_async(_load_instructions, [str(dataset)] * 4)

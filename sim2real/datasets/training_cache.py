@@ -99,11 +99,14 @@ def _fresh(cache: Path, source: Path, cameras: tuple[str, ...] | None) -> bool:
 def _building(cache: Path) -> Iterator[None]:
     """An exclusive lock on ``cache``'s parent folder while one process checks and builds the
     cache: runs that start together (seeds trained side by side) build it once; the others wait,
-    then find it fresh. Closing the folder releases the lock, also when the process dies."""
+    then find it fresh. Closing the folder releases the lock, also when the process dies; the
+    half-built folders that dead builders left are removed once the lock is held."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     handle = os.open(cache.parent, os.O_RDONLY)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        for stale in cache.parent.glob(f"{cache.name}.incomplete-*"):  # a builder holds the lock: these are dead
+            shutil.rmtree(stale, ignore_errors=True)
         yield
     finally:
         os.close(handle)
