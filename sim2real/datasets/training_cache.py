@@ -187,9 +187,9 @@ def load_training_data(
     cache = cache_location(source, cache_dir)
     meta_path = cache / "meta.json"
     if not _fresh(cache, source, cameras):
+        verify_recorded_files(source)  # the bytes a generation run recorded, before anything is written
         with _building(cache):
             if not _fresh(cache, source, cameras):  # not built by a run that held the lock first
-                verify_recorded_files(source)  # the bytes a generation run recorded, before they are decoded
                 reader = open_dataset(source, **reader_options)
                 try:
                     build_cache(reader, source, cache, cameras)
