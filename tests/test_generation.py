@@ -30,6 +30,7 @@ from sim2real.datasets.registry import (
     register_shard_format,
 )
 from sim2real.datasets.schema import Episode
+from sim2real.datasets.training_cache import CACHE_DIR, load_training_data
 from sim2real.generation import GenerationConfig, GenerationError, build_index, generate, validate
 from sim2real.randomizers import ConfigError
 from sim2real.registry import UnknownNameError
@@ -203,6 +204,21 @@ def test_a_killed_run_resumes_to_the_files_of_an_uninterrupted_run(tmp_path: Pat
     assert _hashes(out) == _hashes(straight)
     assert len(open_dataset(out / "zarr")) == 4
     assert not list(out.rglob("*.incomplete"))
+
+
+def test_a_rerun_of_a_finished_run_leaves_its_training_cache_fresh(one_worker: Path, tmp_path: Path) -> None:
+    """The benchmark reruns generation before every training: a finished run must not touch its
+    format folders, or every rerun would rebuild the training cache (minutes on a large dataset)."""
+    done = tmp_path / "done"
+    shutil.copytree(one_worker, done)
+    load_training_data(done / "zarr")
+    built = (done / "zarr" / CACHE_DIR / "zarr" / "meta.json").stat().st_mtime_ns
+    before = {p: p.stat().st_mtime_ns for p in (done / "zarr").iterdir() if p.is_file()}
+    time.sleep(1.1)  # the fingerprint's mtimes are whole seconds
+    generate(_config(tmp_path, "done"))
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    load_training_data(done / "zarr")
+    assert (done / "zarr" / CACHE_DIR / "zarr" / "meta.json").stat().st_mtime_ns == built
 
 
 def test_resume_with_other_options_is_refused(one_worker: Path) -> None:

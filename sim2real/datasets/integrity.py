@@ -286,9 +286,21 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+def _holds(path: Path, text: str) -> bool:
+    """Whether the file at ``path`` exists and its content is exactly ``text``."""
+    try:
+        return path.is_file() and path.read_text() == text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file private to this process, then rename;
-    a full or read-only disk raises :class:`~sim2real.errors.StorageError` naming ``path``."""
+    a full or read-only disk raises :class:`~sim2real.errors.StorageError` naming ``path``. A file
+    that already holds ``text`` is left untouched, so a rerun that changes nothing keeps the
+    modification times that caches of the folder are keyed on."""
+    if _holds(path, text):
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
