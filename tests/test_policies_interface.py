@@ -48,7 +48,11 @@ def test_a_checkpoint_written_before_the_policy_interface_acts_as_it_did(name: s
     policy.reset()
     actions = [policy.act(o, "put the cube in the bowl") for o in _observations()]
     assert all(a.dtype == np.float32 and a.shape == (7,) for a in actions)
-    assert [a.tolist() for a in actions] == expected
+    # Argmax decoding lands on bin centres and repeats bit for bit; the expectation over 256 bins sums
+    # floats in an order that the CPU's vector width decides, so it repeats to float32 rounding only.
+    np.testing.assert_allclose(np.stack(actions), np.array(expected, np.float32), rtol=1e-5, atol=1e-7)
+    if options.get("decoding", "argmax") == "argmax":
+        assert [a.tolist() for a in actions] == expected
 
 
 def test_describe_announces_the_layout_and_a_hash_of_the_weights() -> None:
