@@ -4,9 +4,11 @@ tasks, evaluate each closed loop on the same in-distribution scenes (50 per task
 held-out variant (30 pick_place scenes each); print the times, the validation curves and the
 success rates, one row per policy type side by side.
 Training uses the main job's model and schedule settings (``configs/pipeline.yaml``'s ``train``
-list: 64x64 images, wide bin targets, lr 1e-3, a short weight average) for 12,000 steps, four
-times the main job's for three times its tasks and data (push needs about 600 demonstrations and
-a few thousand steps' share; see the README); ``--train-defaults`` trains with train.py's own
+list: 64x64 images, wide bin targets, lr 1e-3, a short weight average) for 18,000 steps, six
+times the main job's for three times its tasks and data, every task drawn equally often
+(``--balance task``: push's episodes are half as long, so drawn by frame it would get 22 % of the
+batches; it needs about 600 demonstrations and 6,000 steps' share; see the README);
+``--train-defaults`` trains with train.py's own
 defaults instead (128x128, narrow bin targets); either way with photometric augmentation
 (``train.augment_color``, ``--augment-color 0.5``; 0: none). ``--train-override`` comes last.
 The training scenes are ``--preset``'s plus 0 to ``--training-distractors`` (2) distractors of
@@ -22,7 +24,8 @@ core). ``--held-out V1,V2``
 evaluates each seed on those held-out variants, on ``--held-out-task``'s scenes only
 (``--held-out-episodes`` each; ``--held-out ""`` evaluates none). A rerun skips the evaluations
 that finished and resumes the training runs.
-Usage: python benchmarks/bench_vla_closed_loop.py [--policy vla[,bc]] [--episodes-per-task 600] [--steps 12000]
+Usage: python benchmarks/bench_vla_closed_loop.py [--policy vla[,bc]] [--episodes-per-task 600] [--steps 18000]
+       [--balance task]
        [--preset light] [--expert-noise 0.03] [--expert-noise-rate 0.2] [--eval-episodes 50] [--out runs/bench_vla]
        [--seeds 1] [--parallel 1] [--variants in_distribution] [--held-out textures,lighting,...]
        [--held-out-task pick_place] [--held-out-episodes 30] [--train-defaults]
@@ -48,6 +51,7 @@ from sim2real.pipeline import PipelineSettings
 from sim2real.policies import POLICIES
 from sim2real.randomizers import HELD_OUT_VARIANTS
 from sim2real.sim.experts import TRAINING_DART
+from sim2real.training.config import BALANCE_MODES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,7 +169,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--policy", type=policy_types, default=["vla"], help="policy types, comma-separated")
     parser.add_argument("--episodes-per-task", type=int, default=600)
-    parser.add_argument("--steps", type=int, default=12000)
+    parser.add_argument("--steps", type=int, default=18000)
+    parser.add_argument("--balance", default="task", choices=BALANCE_MODES, help="train's data.balance")
     parser.add_argument("--preset", default="light")
     parser.add_argument("--expert-noise", type=float, default=TRAINING_DART.scale, help="DART kick std (m)")
     parser.add_argument("--expert-noise-rate", type=float, default=TRAINING_DART.rate, help="fraction kicked")
@@ -195,7 +200,11 @@ def main() -> None:
                              *args.generate_override])  # fmt: skip
     trainings = {}
     for policy in args.policy:
-        settings = [*training_settings(policy, args.train_defaults), f"train.augment_color={args.augment_color}"]
+        settings = [
+            *training_settings(policy, args.train_defaults),
+            f"train.augment_color={args.augment_color}",
+            f"data.balance={args.balance}",
+        ]
         for seed in range(args.seeds):
             run_dir = folders(args.out, policy, seed)[0]
             trainings[f"train {seed_label(policy, seed)}"] = [
