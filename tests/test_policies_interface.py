@@ -51,7 +51,7 @@ def test_a_checkpoint_written_before_the_policy_interface_acts_as_it_did(name: s
     # Argmax decoding lands on bin centres and repeats bit for bit; the expectation over 256 bins sums
     # floats in an order that the CPU's vector width decides, so it repeats to float32 rounding only.
     np.testing.assert_allclose(np.stack(actions), np.array(expected, np.float32), rtol=1e-5, atol=1e-7)
-    if options.get("decoding", "argmax") == "argmax":
+    if policy.describe()["action_selection"]["decoding"] == "argmax":
         assert [a.tolist() for a in actions] == expected
 
 
